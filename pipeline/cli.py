@@ -1,0 +1,121 @@
+"""The `pipeline` command: run a crawl.yaml, see what a run holds, and read its documents."""
+from __future__ import annotations
+
+import textwrap
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline import shards
+from pipeline.config import ConfigError, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="crawl2model: from raw web crawls to curated Parquet shards, on Ray.")
+console = Console()
+errors = Console(stderr=True)
+
+
+@app.command()
+def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
+        address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else local Ray)"),
+        until: Optional[str] = typer.Option(None, help="run only this stage and the stages it needs"),
+        force: List[str] = typer.Option([], help="re-run this stage and all after it (repeatable)"),
+        progress: bool = typer.Option(True, help="show live progress")) -> None:
+    """Run (or resume) a pipeline. Finished stages whose config and inputs did not change are skipped."""
+    from pipeline.runner import run as run_pipeline
+
+    run_config, specs = _load(config)
+    try:
+        manifest = run_pipeline(run_config, specs, address=address, until=until, force=tuple(force),
+                                show_progress=progress)
+    except ValueError as error:
+        errors.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2)
+    _print_status(run_config.output_dir, manifest)
+
+
+@app.command()
+def validate(config: str = typer.Argument(..., help="the crawl.yaml to check")) -> None:
+    """Check a config without running anything."""
+    run_config, specs = _load(config)
+    names = ", ".join(["read", *(s.name for s in specs)])
+    console.print(f"{config}: ok; stages: {names}; output in {run_config.output_dir}")
+
+
+@app.command()
+def status(run_dir: str = typer.Argument(..., help="a run's output_dir")) -> None:
+    """Stages of a run: status, documents in and out, and whether the output is cached."""
+    manifest = shards.read_json(shards.join(run_dir, "manifest.json"))
+    if manifest is None:
+        errors.print(f"[red]error:[/] no manifest.json in {run_dir}; is it a run's output_dir?")
+        raise typer.Exit(2)
+    _print_status(run_dir, manifest)
+
+
+@app.command()
+def inspect(run_dir: str = typer.Argument(..., help="a run's output_dir"),
+            stage: str = typer.Argument(..., help="stage name (see `pipeline status`)"),
+            removed: bool = typer.Option(False, "--removed", help="show removed documents and why"),
+            n: int = typer.Option(5, "-n", help="how many documents"),
+            chars: int = typer.Option(300, help="characters of text shown per document")) -> None:
+    """Print documents of a stage readably, with stats and removal reasons."""
+    stage_dir = shards.join(run_dir, "stages", stage)
+    stats = shards.read_json(shards.join(stage_dir, "stats.json"))
+    if stats is None:
+        errors.print(f"[red]error:[/] stage '{stage}' has no stats in {run_dir} (not run yet, or misspelt)")
+        raise typer.Exit(2)
+    console.print(f"[bold]{stage}[/]: {stats['docs_in']:,} in, {stats['docs_out']:,} kept, "
+                  f"{stats['docs_in'] - stats['docs_out']:,} removed in {stats['wall_seconds']}s")
+    for reason, count in sorted(stats["removed_by_reason"].items(), key=lambda kv: -kv[1]):
+        console.print(f"  {count:>8,}  {reason}")
+    shown = 0
+    for path in shards.list_files(shards.join(stage_dir, "removed" if removed else "kept"), ".parquet"):
+        for row in shards.read_parquet(path).to_pylist():
+            if shown == n:
+                return
+            shown += 1
+            _print_document(row, chars)
+    if shown == 0:
+        console.print("(no documents)")
+
+
+def _print_document(row: dict, chars: int) -> None:
+    body = row.get("text") or row.get("html") or ""
+    console.rule(f"[bold]{row.get('id')}[/] {row.get('url') or row.get('source') or ''}")
+    if row.get("drop_reason"):
+        detail = f" ({row['drop_detail']})" if row.get("drop_detail") else ""
+        console.print(f"[red]removed:[/] {row['drop_reason']}{detail}")
+    extra = {k: v for k, v in row.items() if k not in ("id", "url", "text", "html", "drop_reason", "drop_detail")}
+    console.print(", ".join(f"{k}={v}" for k, v in extra.items()), style="dim", highlight=False)
+    console.print(textwrap.shorten(body, chars, placeholder=" …") if body else "(no text)", highlight=False, markup=False)
+
+
+def _print_status(run_dir: str, manifest: dict) -> None:
+    table = Table(title=f"{manifest.get('name', '')}  ({run_dir})", title_justify="left")
+    for column in ("stage", "status", "docs in", "kept", "removed", "shards", "seconds"):
+        table.add_column(column, justify="left" if column in ("stage", "status") else "right")
+    for name, entry in manifest.get("stages", {}).items():
+        docs_in, docs_out = entry.get("docs_in"), entry.get("docs_out")
+        state = entry.get("status", "?") + (" (cached)" if entry.get("cached") else "")
+        table.add_row(name, state, _n(docs_in), _n(docs_out),
+                      _n(docs_in - docs_out if docs_in is not None else None), _n(len(entry.get("kept", []))),
+                      str(entry.get("wall_seconds", "")))
+    console.print(table)
+
+
+def _n(value) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def _load(path: str):
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        errors.print(f"[red]config error[/] {error}", highlight=False, markup=False)
+        raise typer.Exit(2)
+
+
+if __name__ == "__main__":
+    app()

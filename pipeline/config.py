@@ -1,0 +1,236 @@
+"""crawl.yaml: the validated schema of a run, and errors that name the key and give a hint.
+
+Every mistake is found here, before Ray starts: unknown keys, wrong types, unknown stage types,
+stage options, `after:` references, missing input files, columns a stage needs but will not get.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.stage import Stage, StageConfig, resolve_stage
+
+SOURCE = "read"  # the implicit first stage: reads the inputs into shards
+
+
+class ConfigError(Exception):
+    """All problems of one config, each as `key.path: message`."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        header = f"{source}: {len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__("\n".join([header, *(f"  {p}" for p in problems)]))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RayConfig(Strict):
+    address: str | None = None  # null: embedded local Ray (RAY_ADDRESS and --address override)
+    num_cpus: int | None = Field(default=None, ge=1)  # local Ray only; default all cores
+
+
+class SampleInput(Strict):
+    """The built-in sample crawl, generated under <output_dir>/sample from the run seed."""
+
+    documents: int = Field(default=240, ge=1)
+    files: int = Field(default=4, ge=1)
+
+
+class InputConfig(Strict):
+    warc: list[str] = []  # globs or URLs of WARC/ARC files (gzip, lz4, zstd or plain)
+    jsonl: list[str] = []  # JSON lines with a text column
+    parquet: list[str] = []  # Parquet with a text column
+    sample: SampleInput | None = None
+    text_column: str = "text"
+    id_column: str = "id"  # used as the document id when present, else one is derived
+    docs_per_shard: int = Field(default=500, ge=1)
+    max_record_bytes: int = Field(default=32 * 2**20, ge=1024)  # larger WARC records are removed unread
+    strict: bool = False  # an unreadable input file stops the run instead of being skipped
+    storage_options: dict[str, Any] = {}  # passed to fsspec for remote inputs (s3://, gs://, https://)
+
+
+class StageEntry(BaseModel):
+    """One item of `stages:`. Options other than these are the stage's own, checked by its Config."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    type: str
+    after: list[str] | None = None  # default: the stage listed before (or the input reader)
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RunConfig(Strict):
+    name: str
+    output_dir: str
+    seed: int = 0
+    ray: RayConfig = RayConfig()
+    input: InputConfig
+    stages: list[StageEntry] = []
+
+
+class StageSpec(BaseModel):
+    """A stage entry after validation: its class resolved and its options parsed."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+    name: str
+    cls: type[Stage]
+    config: StageConfig
+    after: tuple[str, ...]
+
+
+def load_config(path: str | Path) -> tuple[RunConfig, list[StageSpec]]:
+    """Read, parse and check a crawl.yaml. Raises ConfigError listing every problem found."""
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(source, ["config file not found"]) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(source, [f"{where}not valid YAML ({getattr(error, 'problem', error)})"]) from None
+    return parse_config(raw, source=source)
+
+
+def parse_config(raw: Any, source: str = "config") -> tuple[RunConfig, list[StageSpec]]:
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["the top level must be a mapping of keys (name, output_dir, input, stages, ...)"])
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(source, _describe(error, RunConfig)) from None
+    problems: list[str] = []
+    specs = _resolve_stages(config, problems)
+    _check_dag(specs, problems)
+    problems += _check_inputs(config)
+    if not problems:
+        _check_columns(config, specs, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return config, specs
+
+
+def _resolve_stages(config: RunConfig, problems: list[str]) -> list[StageSpec]:
+    specs, previous = [], SOURCE
+    for i, entry in enumerate(config.stages):
+        where = f"stages[{i}]"
+        try:
+            cls = resolve_stage(entry.type)
+        except LookupError as error:
+            problems.append(f"{where}.type: {error}")
+            continue
+        try:
+            options = cls.Config.model_validate(entry.options())
+        except ValidationError as error:
+            problems += [f"{where}.{p}" for p in _describe(error, cls.Config)]
+            continue
+        specs.append(StageSpec(name=entry.name, cls=cls, config=options,
+                               after=tuple(entry.after if entry.after is not None else [previous])))
+        previous = entry.name
+    return specs
+
+
+def _check_dag(specs: list[StageSpec], problems: list[str]) -> None:
+    seen: set[str] = {SOURCE}
+    for i, spec in enumerate(specs):
+        if spec.name in seen:
+            problems.append(f"stages[{i}].name: '{spec.name}' is used twice (or is the reserved name '{SOURCE}')")
+        for parent in spec.after:
+            if parent not in seen:
+                close = difflib.get_close_matches(parent, sorted(seen), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                problems.append(f"stages[{i}].after: '{parent}' is not a stage listed before this one{hint}")
+        seen.add(spec.name)
+
+
+def _check_inputs(config: RunConfig) -> list[str]:
+    from pipeline.sources import expand_inputs
+
+    inputs = config.input
+    if not (inputs.warc or inputs.jsonl or inputs.parquet or inputs.sample):
+        return ["input: no input given; name at least one of warc, jsonl, parquet or sample"]
+    problems = []
+    for kind in ("warc", "jsonl", "parquet"):
+        for i, pattern in enumerate(getattr(inputs, kind)):
+            try:
+                if not expand_inputs([pattern], inputs.storage_options):
+                    problems.append(f"input.{kind}[{i}]: no file matches '{pattern}' "
+                                    f"(relative paths start at the current directory, {os.getcwd()})")
+            except Exception as error:  # a bad URL scheme, missing credentials, ...
+                problems.append(f"input.{kind}[{i}]: cannot list '{pattern}': {error}")
+    return problems
+
+
+def _check_columns(config: RunConfig, specs: list[StageSpec], problems: list[str]) -> None:
+    """Follow the columns each stage adds and removes; report a stage whose input lacks a column."""
+    from pipeline.sources import source_columns
+
+    available = {SOURCE: source_columns(config.input)}
+    for i, spec in enumerate(specs):
+        columns = set.intersection(*(available[p] for p in spec.after))
+        missing = [c for c in spec.cls.requires if c not in columns]
+        if missing:
+            problems.append(f"stages[{i}] ({spec.name}): needs column(s) {', '.join(missing)} that its input "
+                            f"({', '.join(spec.after)}) does not have; it has: {', '.join(sorted(columns))}")
+        available[spec.name] = (columns - set(spec.cls.consumes)) | set(spec.cls.provides)
+
+
+def _describe(error: ValidationError, model: type[BaseModel]) -> list[str]:
+    """Pydantic errors as `key.path: message (hint)` lines."""
+    lines = []
+    for item in error.errors():
+        path = _key_path(item["loc"])
+        if item["type"] == "extra_forbidden":
+            known = _known_keys(model, item["loc"][:-1])
+            close = difflib.get_close_matches(str(item["loc"][-1]), known, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            lines.append(f"{path}: unknown key; {hint}known keys: {', '.join(known)}")
+        elif item["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+        else:
+            lines.append(f"{path}: {item['msg']} (got {item.get('input')!r})")
+    return lines
+
+
+def _key_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the model found by walking `loc` (skipping list indexes)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        inner = _model_in(field.annotation) if field else None
+        if inner is None:
+            return []
+        model = inner
+    return sorted(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found:
+            return found
+    return None

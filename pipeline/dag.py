@@ -1,0 +1,126 @@
+"""The run's DAG: nodes in topological order, their fingerprints, and the segments Ray streams.
+
+A fingerprint hashes a stage's type, options, code version and its parents' fingerprints, so a
+changed option re-runs that stage and everything after it, and nothing else.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import fsspec
+
+from pipeline import shards
+from pipeline.config import SOURCE, RunConfig, StageSpec
+from pipeline.sources import InputFile
+from pipeline.stage import stage_path
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    stage_type: str  # import path of the stage class; SOURCE for the reader
+    options: dict
+    after: tuple[str, ...]
+    needs_setup: bool = False
+
+
+def build_nodes(specs: list[StageSpec]) -> list[Node]:
+    """The reader, then the stages in the listed order (which `after:` may only point back into)."""
+    nodes = [Node(SOURCE, SOURCE, {}, ())]
+    for spec in specs:
+        nodes.append(Node(spec.name, stage_path(spec.cls), spec.config.model_dump(mode="json"), spec.after,
+                          spec.cls.needs_setup()))
+    return nodes
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_fingerprint(config: RunConfig) -> str:
+    return _digest(config.model_dump(mode="json"))
+
+
+def source_fingerprint(config: RunConfig, files: list[InputFile]) -> str:
+    """Input options, the reader's code, and each file's identity (path, size, modification)."""
+    import pipeline.sources
+    import pipeline.warc
+
+    code = [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in (pipeline.sources, pipeline.warc)]
+    inputs = config.input.model_dump(mode="json")
+    identity = []
+    if config.input.sample is not None:  # generated from the seed: its parameters are its identity
+        import pipeline.sample
+
+        identity.append(["sample", config.seed, hashlib.sha256(Path(pipeline.sample.__file__).read_bytes()).hexdigest()])
+    sample_dir = str(Path(config.output_dir) / "sample")
+    for file in files:
+        if file.path.startswith(sample_dir):
+            continue
+        fs, path = fsspec.core.url_to_fs(file.path, **config.input.storage_options)
+        info = fs.info(path)
+        identity.append([file.kind, file.path, info.get("size"),
+                         info.get("mtime") or info.get("ETag") or info.get("LastModified")])
+    return _digest({"inputs": inputs, "code": code, "files": identity})
+
+
+def fingerprints(nodes: list[Node], source_fp: str) -> dict[str, str]:
+    from pipeline.stage import resolve_stage
+
+    result = {SOURCE: source_fp}
+    for node in nodes[1:]:
+        result[node.name] = _digest({
+            "type": node.stage_type, "options": node.options,
+            "code": resolve_stage(node.stage_type).code_version(),
+            "after": [result[p] for p in node.after],
+        })
+    return result
+
+
+def descendants(nodes: list[Node], names: set[str]) -> set[str]:
+    found = set(names)
+    for node in nodes:  # topological order: one pass suffices
+        if found.intersection(node.after):
+            found.add(node.name)
+    return found
+
+
+def ancestors(nodes: list[Node], name: str) -> set[str]:
+    by_name = {n.name: n for n in nodes}
+    found, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo += by_name[current].after
+    return found
+
+
+def segments(nodes: list[Node], to_run: set[str]) -> list[list[Node]]:
+    """Chains of stages that stream into each other in one Ray Data pipeline.
+
+    A stage joins its parent's chain when it has one parent, that parent runs now, ends its
+    chain, and has no other child; otherwise it starts a chain that reads its parents' shards.
+    """
+    children: dict[str, int] = {}
+    for node in nodes:
+        for parent in node.after:
+            children[parent] = children.get(parent, 0) + 1
+    chains: list[list[Node]] = []
+    for node in nodes:
+        if node.name not in to_run:
+            continue
+        joinable = (len(node.after) == 1 and node.after[0] in to_run and children[node.after[0]] == 1
+                    and chains and chains[-1][-1].name == node.after[0])
+        if joinable:
+            chains[-1].append(node)
+        else:
+            chains.append([node])
+    return chains
+
+
+def stage_dir(config: RunConfig, name: str) -> str:
+    return shards.join(config.output_dir, "stages", name)

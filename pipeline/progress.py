@@ -1,0 +1,67 @@
+"""Live progress of a run: per stage, shards and documents done, and documents per second."""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+COUNTS = ("docs_in", "docs_out", "bytes_out")
+
+
+class Progress:
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.console = Console(stderr=True)
+        self.live: Live | None = None
+        self.stages: list[str] = []
+        self.totals: dict[str, dict[str, int]] = {}
+        self.finished: set[str] = set()
+        self.started = time.time()
+
+    def start(self, stages: list[str]) -> None:
+        self.stages += [s for s in stages if s not in self.totals]
+        for stage in stages:
+            self.totals.setdefault(stage, defaultdict(int))
+        if self.enabled and self.live is None:
+            self.started = time.time()
+            self.live = Live(self._table(), console=self.console, refresh_per_second=4)
+            self.live.start()
+
+    def update(self, report_json: str) -> None:
+        """Add one shard's report: {stage: {docs_in, docs_out, bytes_out}}."""
+        for stage, counts in json.loads(report_json).items():
+            totals = self.totals.setdefault(stage, defaultdict(int))
+            totals["shards"] += 1
+            for key in COUNTS:
+                totals[key] += counts.get(key, 0)
+        self._refresh()
+
+    def done(self, stage: str) -> None:
+        self.finished.add(stage)
+        self._refresh()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.update(self._table(), refresh=True)
+            self.live.stop()
+            self.live = None
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+
+    def _table(self) -> Table:
+        elapsed = max(time.time() - self.started, 1e-6)
+        table = Table(title="crawl2model", title_justify="left")
+        for column in ("stage", "shards", "docs in", "kept", "removed", "docs/s", ""):
+            table.add_column(column, justify="left" if column in ("stage", "") else "right")
+        for stage in self.stages:
+            t = self.totals[stage]
+            table.add_row(stage, f"{t['shards']:,}", f"{t['docs_in']:,}", f"{t['docs_out']:,}",
+                          f"{t['docs_in'] - t['docs_out']:,}", f"{t['docs_in'] / elapsed:,.0f}",
+                          "done" if stage in self.finished else "running")
+        return table

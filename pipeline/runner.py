@@ -1,0 +1,246 @@
+"""The runner: the only module that knows Ray.
+
+It plans which stages run (fingerprints against the manifest, `--until`, `--force`), turns each
+chain of stages into one streaming Ray Data pipeline (a task pool per stage, an actor pool for
+stages with `setup()`), shows progress, and writes stats.json and manifest.json as stages finish.
+Shards flow between operators by path: each operator writes its Parquet and passes on the name.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from pipeline import dag, shards
+from pipeline.config import SOURCE, RunConfig, StageSpec
+from pipeline.progress import Progress
+from pipeline.sources import InputFile, list_input_files
+from pipeline.worker import SourceWorker, StageTask, StageWorker, merge_counts, run_stage_task
+
+log = logging.getLogger("crawl2model")
+
+
+@dataclass
+class Plan:
+    nodes: list[dag.Node]
+    fingerprints: dict[str, str]
+    to_run: set[str]
+    cached: set[str]
+    files: list[InputFile]
+    tasks: dict[str, StageTask] = field(default_factory=dict)
+
+
+def run(config: RunConfig, specs: list[StageSpec], *, address: str | None = None, until: str | None = None,
+        force: tuple[str, ...] = (), show_progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the pipeline; returns the manifest. Config must come from `load_config`."""
+    plan = make_plan(config, specs, until=until, force=force)
+    manifest = _load_manifest(config)
+    _prepare_dirs(config, plan, force)
+    shards.write_bytes_atomic(shards.join(config.output_dir, "config.yaml"),
+                              yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).encode())
+    previous = manifest["stages"]
+    manifest["stages"] = {}
+    for node in plan.nodes:  # listed in DAG order; `cached` says whether this invocation re-ran it
+        if node.name in plan.to_run:
+            manifest["stages"][node.name] = {"status": "pending", "fingerprint": plan.fingerprints[node.name]}
+        elif node.name in previous:
+            manifest["stages"][node.name] = {**previous[node.name], "cached": node.name in plan.cached}
+    _write_manifest(config, manifest)
+    if not plan.to_run:
+        return manifest
+
+    started_ray = connect(config, address)
+    progress = Progress(enabled=show_progress)
+    try:
+        for chain in dag.segments(plan.nodes, plan.to_run):
+            _run_chain(config, plan, chain, manifest, progress)
+    except BaseException:
+        for entry in manifest["stages"].values():
+            if entry.get("status") in ("pending", "running"):
+                entry["status"] = "failed" if entry["status"] == "running" else "pending"
+        _write_manifest(config, manifest)
+        raise
+    finally:
+        progress.stop()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return manifest
+
+
+def make_plan(config: RunConfig, specs: list[StageSpec], *, until: str | None = None,
+              force: tuple[str, ...] = ()) -> Plan:
+    nodes = dag.build_nodes(specs)
+    names = [n.name for n in nodes]
+    for name in [*force, *([until] if until else [])]:
+        if name not in names:
+            raise ValueError(f"no stage named '{name}'; stages: {', '.join(names)}")
+    files = list_input_files(config)
+    fps = dag.fingerprints(nodes, dag.source_fingerprint(config, files))
+    wanted = dag.ancestors(nodes, until) if until else set(names)
+    forced = dag.descendants(nodes, set(force))
+    manifest = _load_manifest(config)
+    cached = {n for n in wanted if n not in forced and _is_cached(manifest["stages"].get(n), fps[n])}
+    plan = Plan(nodes, fps, wanted - cached, cached, files)
+    for node in nodes:
+        plan.tasks[node.name] = StageTask(node.name, node.stage_type, node.options, fps[node.name],
+                                          dag.stage_dir(config, node.name))
+    return plan
+
+
+def _is_cached(entry: dict | None, fingerprint: str) -> bool:
+    if not entry or entry.get("status") != "done" or entry.get("fingerprint") != fingerprint:
+        return False
+    return all(shards.exists(f["path"]) for f in entry.get("kept", []))
+
+
+def _prepare_dirs(config: RunConfig, plan: Plan, force: tuple[str, ...]) -> None:
+    """Clear a stage's directory when its fingerprint changed or it is forced; keep it to resume."""
+    forced = dag.descendants(plan.nodes, set(force))
+    for name in plan.to_run:
+        directory = dag.stage_dir(config, name)
+        marker = shards.join(directory, "_fingerprint.json")
+        previous = shards.read_json(marker)
+        if name in forced or not previous or previous.get("fingerprint") != plan.fingerprints[name]:
+            shards.remove_tree(directory)
+            shards.write_json(marker, {"fingerprint": plan.fingerprints[name]})
+
+
+def connect(config: RunConfig, address: str | None) -> bool:
+    """Join the cluster at --address / RAY_ADDRESS / ray.address, or start an embedded local Ray.
+    Returns whether this call started Ray (and so should stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or config.ray.address
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    return True
+
+
+def _run_chain(config: RunConfig, plan: Plan, chain: list[dag.Node], manifest: dict, progress: Progress) -> None:
+    import ray
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    first = chain[0]
+    for node in chain:
+        manifest["stages"][node.name]["status"] = "running"
+    _write_manifest(config, manifest)
+
+    if first.name == SOURCE:
+        items = [{"index": f.index, "kind": f.kind, "path": f.path} for f in plan.files]
+        dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        dataset = dataset.map_batches(
+            SourceWorker, batch_size=1, num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), cpus))),
+            fn_constructor_kwargs={"task": plan.tasks[SOURCE], "inputs": config.input.model_dump(mode="json")})
+        rest = chain[1:]
+    else:
+        items = _input_units(first, plan)
+        dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        rest = chain
+    for node in rest:
+        dataset = _add_stage(dataset, node, plan.tasks[node.name], cpus)
+
+    progress.start([n.name for n in chain])
+    if items:
+        for batch in dataset.iter_batches(batch_size=1, batch_format="numpy"):
+            progress.update(str(batch["report"][0]))
+    for node in chain:
+        _finish_stage(config, plan, node, manifest)
+        progress.done(node.name)
+
+
+def _add_stage(dataset, node: dag.Node, task: StageTask, cpus: int):
+    import ray.data
+
+    from pipeline.stage import resolve_stage
+
+    resources = resolve_stage(node.stage_type).resources
+    remote = {"num_cpus": resources.cpus, "num_gpus": resources.gpus or None,
+              "memory": resources.memory_gb * 2**30 or None}
+    remote = {k: v for k, v in remote.items() if v is not None}
+    if node.needs_setup:
+        workers = max(1, int(cpus // max(resources.cpus, 1e-3)))
+        return dataset.map_batches(StageWorker, batch_size=1, fn_constructor_kwargs={"task": task},
+                                   compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers), **remote)
+    return dataset.map_batches(run_stage_task, batch_size=1, fn_kwargs={"task": task}, **remote)
+
+
+def _input_units(node: dag.Node, plan: Plan) -> list[dict[str, str]]:
+    """The shards a chain's first stage reads: its parents' kept shards, in sorted order."""
+    items = []
+    for index, parent in enumerate(node.after):
+        prefix = f"p{index}-" if len(node.after) > 1 else ""
+        for record in _done_records(plan.tasks[parent]):
+            for output in record["outputs"]:
+                items.append({"unit": prefix + output["unit"], "path": output["kept"]["path"], "report": "{}"})
+    return sorted(items, key=lambda item: item["unit"])
+
+
+def _done_records(task: StageTask) -> list[dict[str, Any]]:
+    records = (shards.read_json(p) for p in shards.list_files(shards.join(task.stage_dir, "_done"), ".json"))
+    return sorted((r for r in records if r and r.get("fingerprint") == task.fingerprint), key=lambda r: r["unit"])
+
+
+def _finish_stage(config: RunConfig, plan: Plan, node: dag.Node, manifest: dict) -> None:
+    task = plan.tasks[node.name]
+    records = _done_records(task)
+    outputs = [o for r in records for o in r["outputs"]]
+    stats = {
+        "stage": node.name, "type": node.stage_type, "fingerprint": task.fingerprint,
+        "shards": len(outputs),
+        "docs_in": sum(r["docs_in"] for r in records), "docs_out": sum(r["docs_out"] for r in records),
+        "removed_by_reason": merge_counts(records, "removed_by_reason"),
+        "bytes_in": sum(r["bytes_in"] for r in records), "bytes_out": sum(r["bytes_out"] for r in records),
+        "wall_seconds": round(max((r["finished"] for r in records), default=0)
+                              - min((r["started"] for r in records), default=0), 3),
+        "cpu_seconds": round(sum(r["finished"] - r["started"] for r in records), 3),
+        "counters": merge_counts(records, "counters"),
+    }
+    if node.name == SOURCE:
+        stats["files"] = len(records)
+        stats["files_skipped"] = [{"path": r["input"], "reason": r["skipped"]} for r in records if r.get("skipped")]
+    shards.write_json(shards.join(task.stage_dir, "stats.json"), stats)
+    manifest["stages"][node.name] = {
+        "type": node.stage_type, "after": list(node.after), "fingerprint": task.fingerprint, "status": "done",
+        "docs_in": stats["docs_in"], "docs_out": stats["docs_out"], "wall_seconds": stats["wall_seconds"],
+        "kept": [o["kept"] for o in outputs], "removed": [o["removed"] for o in outputs if o["removed"]],
+    }
+    _write_manifest(config, manifest)
+
+
+def _load_manifest(config: RunConfig) -> dict[str, Any]:
+    manifest = shards.read_json(shards.join(config.output_dir, "manifest.json")) or {"stages": {}}
+    manifest.setdefault("stages", {})
+    return manifest
+
+
+def _write_manifest(config: RunConfig, manifest: dict[str, Any]) -> None:
+    manifest.update(name=config.name, config_fingerprint=dag.config_fingerprint(config),
+                    updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), packages=package_versions())
+    shards.write_json(shards.join(config.output_dir, "manifest.json"), manifest)
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("crawl2model", "ray", "pyarrow", "trafilatura", "warcio", "pydantic", "numpy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found

@@ -1,0 +1,180 @@
+"""Inputs of a run: which files, in which order, and how each becomes shards of documents.
+
+Files are listed sorted within each kind (warc, jsonl, parquet), so shard names and contents never
+depend on the file system's listing order. Each file is cut into chunks of `docs_per_shard`
+documents; rows that cannot be documents travel beside them as removed rows with a reason.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import warc
+from pipeline.config import InputConfig, RunConfig
+from pipeline.stage import DROP_REASON
+
+DROP_DETAIL = "drop_detail"
+KINDS = ("warc", "jsonl", "parquet")
+GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class InputFile:
+    index: int
+    kind: str  # one of KINDS
+    path: str
+
+
+@dataclass
+class Chunk:
+    """One shard's worth of a file: documents kept, rows removed, and counts for stats."""
+
+    kept: pa.Table
+    removed: pa.Table | None
+
+
+def expand_inputs(patterns: list[str], storage_options: dict[str, Any]) -> list[str]:
+    """Local paths or fsspec URLs, with globs expanded, sorted and without repeats."""
+    found: set[str] = set()
+    for pattern in patterns:
+        fs, path = fsspec.core.url_to_fs(pattern, **storage_options)
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        matches = fs.glob(path) if any(c in path for c in GLOB_CHARS) else ([path] if fs.exists(path) else [])
+        for match in matches:
+            if fs.isfile(match):
+                found.add(match if protocol == "file" else fs.unstrip_protocol(match))
+    return sorted(found)
+
+
+def list_input_files(config: RunConfig) -> list[InputFile]:
+    inputs, files = config.input, []
+    if inputs.sample is not None:
+        from pipeline.sample import write_sample_crawl
+
+        sample_dir = Path(config.output_dir) / "sample"
+        for path in write_sample_crawl(sample_dir, seed=config.seed, documents=inputs.sample.documents,
+                                       files=inputs.sample.files):
+            files.append(("warc", str(path)))
+    for kind in KINDS:
+        files += [(kind, path) for path in expand_inputs(getattr(inputs, kind), inputs.storage_options)]
+    return [InputFile(i, kind, path) for i, (kind, path) in enumerate(files)]
+
+
+def source_columns(inputs: InputConfig) -> set[str]:
+    """Columns the reader will give, known before reading: WARC's fixed schema, else the file's."""
+    columns: set[str] | None = None
+    if inputs.warc or inputs.sample:
+        columns = set(warc.SCHEMA.names)
+    for kind in ("jsonl", "parquet"):
+        for path in expand_inputs(getattr(inputs, kind), inputs.storage_options)[:1]:
+            names = set(_peek_columns(kind, path, inputs)) | {"id", "source"}
+            if inputs.text_column in names:
+                names = (names - {inputs.text_column}) | {"text"}
+            columns = names if columns is None else columns & names
+    return columns or set()
+
+
+def _peek_columns(kind: str, path: str, inputs: InputConfig) -> list[str]:
+    with fsspec.open(path, "rb", compression="infer", **inputs.storage_options) as fh:
+        if kind == "parquet":
+            return pq.ParquetFile(fh).schema_arrow.names
+        for line in fh:
+            if line.strip():
+                return list(json.loads(line))
+    return []
+
+
+def read_chunks(file: InputFile, inputs: InputConfig, counts: Counter[str]) -> Iterator[Chunk]:
+    """Shards of one input file. Raises warc.UnreadableFile for a file that cannot be read at all."""
+    def open_binary():
+        return fsspec.open(file.path, "rb", **inputs.storage_options).open()
+
+    if file.kind == "warc":
+        rows = warc.iter_warc_rows(file.path, open_binary, max_record_bytes=inputs.max_record_bytes, counts=counts)
+        yield from _chunk_rows(rows, inputs.docs_per_shard, warc.SCHEMA)
+    elif file.kind == "jsonl":
+        yield from _chunk_rows(_jsonl_rows(file, inputs, counts), inputs.docs_per_shard, None)
+    else:
+        yield from _parquet_chunks(file, inputs)
+
+
+def _chunk_rows(rows: Iterator[dict[str, Any]], size: int, schema: pa.Schema | None) -> Iterator[Chunk]:
+    kept: list[dict] = []
+    removed: list[dict] = []
+    for row in rows:
+        if row.get(DROP_REASON) is None:
+            row.pop(DROP_REASON, None)
+            row.pop(DROP_DETAIL, None)
+            kept.append(row)
+        else:
+            removed.append(row)
+        if len(kept) == size:
+            yield _to_chunk(kept, removed, schema)
+            kept, removed = [], []
+    if kept or removed:
+        yield _to_chunk(kept, removed, schema)
+
+
+def _to_chunk(kept: list[dict], removed: list[dict], schema: pa.Schema | None) -> Chunk:
+    removed_schema = None
+    if schema is not None:
+        removed_schema = schema.append(pa.field(DROP_REASON, pa.string())).append(pa.field(DROP_DETAIL, pa.string()))
+    return Chunk(kept=pa.Table.from_pylist(kept, schema=schema),
+                 removed=pa.Table.from_pylist(removed, schema=removed_schema) if removed else None)
+
+
+def _jsonl_rows(file: InputFile, inputs: InputConfig, counts: Counter[str]) -> Iterator[dict[str, Any]]:
+    name = PurePosixPath(file.path).name
+    with fsspec.open(file.path, "rt", compression="infer", encoding="utf-8", errors="replace",
+                     **inputs.storage_options) as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            counts["lines"] += 1
+            key = f"{name}:{number}"
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError("a line must hold a JSON object")
+            except ValueError as error:
+                yield {"id": warc.doc_id(key), "source": file.path, DROP_REASON: "read:bad_json",
+                       DROP_DETAIL: f"line {number}: {error}"[:300]}
+                continue
+            yield _as_document(row, key, file.path, inputs)
+
+
+def _as_document(row: dict[str, Any], key: str, source: str, inputs: InputConfig) -> dict[str, Any]:
+    text = row.pop(inputs.text_column, None)
+    if not isinstance(text, str):
+        return {"id": warc.doc_id(key), "source": source, DROP_REASON: "read:no_text",
+                DROP_DETAIL: f"{key}: '{inputs.text_column}' is {type(text).__name__}"}
+    doc_id = row.pop(inputs.id_column, None)
+    return {"id": str(doc_id) if doc_id is not None else warc.doc_id(key), "text": text,
+            "source": source, **row}
+
+
+def _parquet_chunks(file: InputFile, inputs: InputConfig) -> Iterator[Chunk]:
+    name = PurePosixPath(file.path).name
+    with fsspec.open(file.path, "rb", **inputs.storage_options) as fh:
+        parquet = pq.ParquetFile(fh)
+        start = 0
+        for batch in parquet.iter_batches(batch_size=inputs.docs_per_shard):
+            table = pa.Table.from_batches([batch])
+            if inputs.text_column != "text":
+                table = table.rename_columns(["text" if c == inputs.text_column else c for c in table.column_names])
+            ids = [warc.doc_id(f"{name}:{start + i}") for i in range(table.num_rows)]
+            if inputs.id_column in table.column_names:
+                given = table.column(inputs.id_column).cast(pa.string())
+                table = table.drop_columns([inputs.id_column])
+                ids = [g if g is not None else d for g, d in zip(given.to_pylist(), ids)]
+            table = table.append_column("id", pa.array(ids, pa.string()))
+            table = table.append_column("source", pa.array([file.path] * table.num_rows, pa.string()))
+            start += table.num_rows
+            yield Chunk(kept=table, removed=None)

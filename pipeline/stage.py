@@ -1,0 +1,125 @@
+"""The one abstraction every curation stage implements, and how stages are found by name.
+
+A stage is a pure function over Arrow batches plus a declared config and resources. It knows
+nothing of Ray, files or the DAG: a test builds one, feeds it a `pa.Table` and reads one back.
+The runner alone turns stages into Ray Data operators and writes what they return.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import inspect
+import pkgutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+DROP_REASON = "drop_reason"  # null keeps the row; a string names the rule that removed it
+
+
+class StageConfig(BaseModel):
+    """Options of one stage. Subclasses add fields; unknown keys are errors, never ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of the stage needs; the runner turns it into Ray resource requests."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float = 0.0
+
+
+class Stage:
+    """Base class: subclass it, set the class attributes, implement `process`.
+
+    `process` returns the batch with any new columns and, for filters, a `drop_reason` column
+    (null = keep). It must return one row per input row so the runner can split kept from removed.
+    Stages that override `setup` (to load a model once) run in a Ray actor pool; others run as tasks.
+    """
+
+    type_name: ClassVar[str] = ""
+    Config: ClassVar[type[StageConfig]] = StageConfig
+    resources: ClassVar[Resources] = Resources()
+    requires: ClassVar[tuple[str, ...]] = ("text",)  # columns the input must have
+    provides: ClassVar[tuple[str, ...]] = ()  # columns the stage adds
+    consumes: ClassVar[tuple[str, ...]] = ()  # columns the stage takes away (e.g. html)
+    packages: ClassVar[tuple[str, ...]] = ()  # libraries whose version changes the output
+    batch_size: ClassVar[int] = 256
+
+    def __init__(self, config: StageConfig | None = None):
+        self.config = config if config is not None else self.Config()
+        self.counters: Counter[str] = Counter()  # extra per-stage counts, summed into stats.json
+
+    def setup(self) -> None:
+        """Load what every batch needs (models, word lists). Called once per worker."""
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        raise NotImplementedError
+
+    @classmethod
+    def needs_setup(cls) -> bool:
+        return cls.setup is not Stage.setup
+
+    @classmethod
+    def code_version(cls) -> str:
+        """Hash of the module that defines the stage, and of the packages it names: a code change
+        or a library upgrade invalidates cached outputs."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        digest = hashlib.sha256(Path(inspect.getfile(cls)).read_bytes())
+        for package in cls.packages:
+            try:
+                digest.update(f"{package}=={version(package)}".encode())
+            except PackageNotFoundError:
+                digest.update(f"{package}==?".encode())
+        return digest.hexdigest()[:16]
+
+
+def builtin_stage_types() -> list[str]:
+    """Type names of the stages shipped in `stages/`: one module per stage, named as its type."""
+    import stages
+
+    return sorted(m.name for m in pkgutil.iter_modules(stages.__path__) if not m.name.startswith("_"))
+
+
+def resolve_stage(type_name: str) -> type[Stage]:
+    """Find a stage class by built-in type name (`extract`) or import path (`pkg.module:Class`).
+
+    Raises LookupError with a hint that says what was looked for and what exists.
+    """
+    if ":" in type_name:
+        module_name, _, attr = type_name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise LookupError(f"cannot import module '{module_name}' ({error}); is it installed or on PYTHONPATH?") from None
+        cls = getattr(module, attr, None)
+        if not (isinstance(cls, type) and issubclass(cls, Stage)):
+            raise LookupError(f"'{attr}' in module '{module_name}' is not a pipeline.stage.Stage subclass")
+        return cls
+
+    known = builtin_stage_types()
+    if type_name not in known:
+        close = difflib.get_close_matches(type_name, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise LookupError(f"unknown stage type '{type_name}'; {hint}known types: {', '.join(known)}; "
+                          "or give an import path such as 'mypkg.module:MyStage'")
+    module = importlib.import_module(f"stages.{type_name}")
+    found = [obj for obj in vars(module).values()
+             if isinstance(obj, type) and issubclass(obj, Stage) and obj.type_name == type_name]
+    if len(found) != 1:
+        raise LookupError(f"module stages.{type_name} must define exactly one Stage with type_name '{type_name}'")
+    return found[0]
+
+
+def stage_path(cls: type[Stage]) -> str:
+    """The import path a worker uses to find the class again."""
+    return f"{cls.__module__}:{cls.__qualname__}"

@@ -1,0 +1,225 @@
+"""What runs inside a Ray worker: one stage over one shard, or the reader over one input file.
+
+A unit of work reads a shard, applies the stage batch by batch, writes `kept/part-<unit>.parquet`
+and `removed/part-<unit>.parquet`, then a `_done/<unit>.json` record with its counts. The record is
+written last, so its presence means the unit is complete: a resumed run skips such units.
+Nothing here knows Ray; the runner wraps these callables into Ray Data operators.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import shards
+from pipeline.stage import DROP_REASON, Stage, StageConfig, resolve_stage
+
+DROP_DETAIL = "drop_detail"
+
+
+@dataclass(frozen=True)
+class StageTask:
+    """Everything a worker needs to run one stage; small and picklable."""
+
+    name: str
+    stage_type: str  # built-in name or import path
+    options: dict[str, Any]
+    fingerprint: str
+    stage_dir: str
+
+    def build(self) -> Stage:
+        cls = resolve_stage(self.stage_type)
+        return cls(cls.Config.model_validate(self.options))
+
+    def done_path(self, unit: str) -> str:
+        return shards.join(self.stage_dir, "_done", f"{unit}.json")
+
+    def finished(self, unit: str) -> dict[str, Any] | None:
+        """The done record of a unit finished under this fingerprint, else None."""
+        record = shards.read_json(self.done_path(unit))
+        return record if record and record.get("fingerprint") == self.fingerprint else None
+
+
+def apply_stage(stage: Stage, table: pa.Table, name: str) -> tuple[pa.Table, pa.Table]:
+    """Run `stage.process` over `table` in batches; split the result into (kept, removed).
+
+    A batch whose processing raises is retried one row at a time, and rows that still raise are
+    removed with reason `<name>:error`, so one bad document never fails the run.
+    """
+    outputs = []
+    for start in range(0, max(table.num_rows, 1), stage.batch_size):
+        batch = table.slice(start, stage.batch_size)
+        try:
+            outputs.append(_checked(stage.process(batch), batch))
+        except Exception:
+            outputs += [_process_row(stage, batch.slice(i, 1), name) for i in range(batch.num_rows)]
+    result = pa.concat_tables(outputs, promote_options="default") if outputs else table
+    if DROP_REASON not in result.column_names:
+        return result, result.slice(0, 0).append_column(DROP_REASON, pa.array([], pa.string()))
+    dropped = pc.is_valid(result.column(DROP_REASON))
+    kept = result.filter(pc.invert(dropped)).drop_columns(
+        [c for c in (DROP_REASON, DROP_DETAIL) if c in result.column_names])
+    return kept, result.filter(dropped)
+
+
+def _checked(output: pa.Table, batch: pa.Table) -> pa.Table:
+    if output.num_rows != batch.num_rows:
+        raise RuntimeError(f"process() returned {output.num_rows} rows for {batch.num_rows}; "
+                           "filters mark rows with drop_reason instead of removing them")
+    return output
+
+
+def _process_row(stage: Stage, row: pa.Table, name: str) -> pa.Table:
+    try:
+        return _checked(stage.process(row), row)
+    except Exception as error:
+        detail = f"{type(error).__name__}: {error}"[:300]
+        return row.append_column(DROP_REASON, pa.array([f"{name}:error"])).append_column(DROP_DETAIL, pa.array([detail]))
+
+
+def content_bytes(table: pa.Table) -> int:
+    """UTF-8 bytes of the document content (text, or html before extraction)."""
+    column = "text" if "text" in table.column_names else ("html" if "html" in table.column_names else None)
+    if column is None or table.num_rows == 0:
+        return 0
+    return int(pc.sum(pc.binary_length(table.column(column))).as_py() or 0)
+
+
+def reason_counts(removed: pa.Table | None) -> dict[str, int]:
+    if removed is None or removed.num_rows == 0:
+        return {}
+    counts = pc.value_counts(removed.column(DROP_REASON)).to_pylist()
+    return {item["values"]: item["counts"] for item in counts}
+
+
+def write_unit(task: StageTask, unit: str, kept: pa.Table, removed: pa.Table | None) -> dict[str, Any]:
+    kept_info = shards.write_parquet(shards.join(task.stage_dir, "kept", f"part-{unit}.parquet"), kept)
+    removed_info = None
+    if removed is not None and removed.num_rows:
+        removed_info = shards.write_parquet(shards.join(task.stage_dir, "removed", f"part-{unit}.parquet"), removed)
+    return {"unit": unit, "kept": kept_info.to_dict(), "removed": removed_info and removed_info.to_dict()}
+
+
+class StageWorker:
+    """Runs one stage over whole shards. One per Ray actor (stages with setup) or per task."""
+
+    def __init__(self, task: StageTask):
+        self.task = task
+        self.stage = task.build()
+        self.stage.setup()
+
+    def run_unit(self, unit: str, input_path: str) -> dict[str, Any]:
+        done = self.task.finished(unit)
+        if done:
+            return done
+        started = time.time()
+        table = shards.read_parquet(input_path)
+        self.stage.counters.clear()
+        kept, removed = apply_stage(self.stage, table, self.task.name)
+        record = {
+            "fingerprint": self.task.fingerprint, "unit": unit, "input": input_path,
+            "outputs": [write_unit(self.task, unit, kept, removed)],
+            "docs_in": table.num_rows, "docs_out": kept.num_rows, "removed_by_reason": reason_counts(removed),
+            "bytes_in": content_bytes(table), "bytes_out": content_bytes(kept),
+            "counters": dict(self.stage.counters), "started": started, "finished": time.time(),
+        }
+        shards.write_json(self.task.done_path(unit), record)
+        return record
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        """Ray Data entry point: each row names a unit and the shard it reads."""
+        rows = [self._advance(row, self.run_unit(row["unit"], row["path"])) for row in _rows(batch)]
+        return _columns(rows)
+
+    def _advance(self, row: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        report = json.loads(row["report"])
+        report[self.task.name] = summary(record)
+        return {"unit": row["unit"], "path": record["outputs"][0]["kept"]["path"], "report": json.dumps(report)}
+
+
+def run_stage_task(batch: dict[str, list], task: StageTask) -> dict[str, list]:
+    """Task-pool entry point for stages without setup: a fresh worker per call is cheap."""
+    return StageWorker(task)(batch)
+
+
+def summary(record: dict[str, Any]) -> dict[str, Any]:
+    """The counts the driver shows while the run goes (the full record stays on disk)."""
+    return {key: record.get(key, 0) for key in ("docs_in", "docs_out", "bytes_in", "bytes_out")}
+
+
+def _rows(batch: dict[str, list]) -> Iterator[dict[str, Any]]:
+    keys = list(batch)
+    for values in zip(*(batch[k] for k in keys)):
+        yield dict(zip(keys, values))
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
+    return {key: [row[key] for row in rows] for key in ("unit", "path", "report")}
+
+
+def merge_counts(records: list[dict[str, Any]], key: str) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for record in records:
+        total.update(record.get(key) or {})
+    return dict(sorted(total.items()))
+
+
+class SourceWorker:
+    """The implicit `read` stage: one input file in, one shard per `docs_per_shard` documents out.
+
+    Its unit is a file (`00003`); its shards are `00003-00000`, `00003-00001`, ... A file that
+    cannot be read is recorded with its reason and skipped, unless the input is `strict`.
+    """
+
+    def __init__(self, task: StageTask, inputs: dict[str, Any]):
+        from pipeline.config import InputConfig
+
+        self.task = task
+        self.inputs = InputConfig.model_validate(inputs)
+
+    def run_file(self, index: int, kind: str, path: str) -> dict[str, Any]:
+        from pipeline.sources import InputFile, read_chunks
+        from pipeline.warc import UnreadableFile
+
+        unit = f"{index:05d}"
+        done = self.task.finished(unit)
+        if done:
+            return done
+        started, counts, outputs, skipped = time.time(), Counter(), [], None
+        docs_in = docs_out = bytes_out = 0
+        reasons: Counter[str] = Counter()
+        try:
+            for number, chunk in enumerate(read_chunks(InputFile(index, kind, path), self.inputs, counts)):
+                outputs.append(write_unit(self.task, f"{unit}-{number:05d}", chunk.kept, chunk.removed))
+                removed_rows = chunk.removed.num_rows if chunk.removed is not None else 0
+                docs_in += chunk.kept.num_rows + removed_rows
+                docs_out += chunk.kept.num_rows
+                bytes_out += content_bytes(chunk.kept)
+                reasons.update(reason_counts(chunk.removed))
+        except UnreadableFile as error:
+            if self.inputs.strict:
+                raise
+            skipped = str(error)
+        record = {
+            "fingerprint": self.task.fingerprint, "unit": unit, "input": path, "outputs": outputs,
+            "docs_in": docs_in, "docs_out": docs_out, "removed_by_reason": dict(reasons),
+            "bytes_in": bytes_out, "bytes_out": bytes_out, "counters": {f"records:{k}": v for k, v in counts.items()},
+            "skipped": skipped, "started": started, "finished": time.time(),
+        }
+        shards.write_json(self.task.done_path(unit), record)
+        return record
+
+    def __call__(self, batch: dict[str, list]) -> Iterator[dict[str, list]]:
+        """Ray Data entry point: a row per input file in, a row per shard out (streamed)."""
+        for row in _rows(batch):
+            record = self.run_file(int(row["index"]), str(row["kind"]), str(row["path"]))
+            report = json.dumps({self.task.name: summary(record)})
+            units = [o["unit"] for o in record["outputs"]]
+            paths = [o["kept"]["path"] for o in record["outputs"]]
+            if units:  # the file's counts ride on its first shard only, so the driver counts them once
+                yield {"unit": units, "path": paths, "report": [report] + ["{}"] * (len(units) - 1)}
