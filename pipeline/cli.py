@@ -1,6 +1,8 @@
 """The `pipeline` command: run a crawl.yaml, see what a run holds, and read its documents."""
 from __future__ import annotations
 
+import os
+import sys
 import textwrap
 from typing import List, Optional
 
@@ -110,10 +112,13 @@ def _n(value) -> str:
 
 
 def _load(path: str):
+    if os.getcwd() not in sys.path:  # stages given as `mymodule:MyStage` import from here, as with `python -m`
+        sys.path.insert(0, os.getcwd())
     try:
         return load_config(path)
     except ConfigError as error:
-        errors.print(f"[red]config error[/] {error}", highlight=False, markup=False)
+        errors.print("[red]config error[/] ", end="")
+        errors.print(str(error), highlight=False, markup=False)
         raise typer.Exit(2)
 
 

@@ -34,6 +34,7 @@ class Strict(BaseModel):
 class RayConfig(Strict):
     address: str | None = None  # null: embedded local Ray (RAY_ADDRESS and --address override)
     num_cpus: int | None = Field(default=None, ge=1)  # local Ray only; default all cores
+    runtime_env: dict[str, Any] = {}  # for a cluster: how workers get your code (working_dir, py_modules, pip)
 
 
 class SampleInput(Strict):
@@ -81,11 +82,18 @@ class RunConfig(Strict):
     input: InputConfig
     stages: list[StageEntry] = []
 
+    @field_validator("output_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        """Workers (on other nodes, in other directories) must write where the driver reads."""
+        return value if "://" in value else os.path.abspath(value)
+
 
 class StageSpec(BaseModel):
     """A stage entry after validation: its class resolved and its options parsed."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+    index: int  # position in `stages:`, for messages
     name: str
     cls: type[Stage]
     config: StageConfig
@@ -115,7 +123,7 @@ def parse_config(raw: Any, source: str = "config") -> tuple[RunConfig, list[Stag
         raise ConfigError(source, _describe(error, RunConfig)) from None
     problems: list[str] = []
     specs = _resolve_stages(config, problems)
-    _check_dag(specs, problems)
+    _check_dag(config, specs, problems)
     problems += _check_inputs(config)
     if not problems:
         _check_columns(config, specs, problems)
@@ -127,7 +135,8 @@ def parse_config(raw: Any, source: str = "config") -> tuple[RunConfig, list[Stag
 def _resolve_stages(config: RunConfig, problems: list[str]) -> list[StageSpec]:
     specs, previous = [], SOURCE
     for i, entry in enumerate(config.stages):
-        where = f"stages[{i}]"
+        where, after = f"stages[{i}]", tuple(entry.after if entry.after is not None else [previous])
+        previous = entry.name
         try:
             cls = resolve_stage(entry.type)
         except LookupError as error:
@@ -138,23 +147,20 @@ def _resolve_stages(config: RunConfig, problems: list[str]) -> list[StageSpec]:
         except ValidationError as error:
             problems += [f"{where}.{p}" for p in _describe(error, cls.Config)]
             continue
-        specs.append(StageSpec(name=entry.name, cls=cls, config=options,
-                               after=tuple(entry.after if entry.after is not None else [previous])))
-        previous = entry.name
+        specs.append(StageSpec(index=i, name=entry.name, cls=cls, config=options, after=after))
     return specs
 
 
-def _check_dag(specs: list[StageSpec], problems: list[str]) -> None:
-    seen: set[str] = {SOURCE}
-    for i, spec in enumerate(specs):
-        if spec.name in seen:
-            problems.append(f"stages[{i}].name: '{spec.name}' is used twice (or is the reserved name '{SOURCE}')")
+def _check_dag(config: RunConfig, specs: list[StageSpec], problems: list[str]) -> None:
+    for spec in specs:
+        before = {SOURCE, *(entry.name for entry in config.stages[:spec.index])}
+        if spec.name in before:
+            problems.append(f"stages[{spec.index}].name: '{spec.name}' is used twice (or is the reserved name '{SOURCE}')")
         for parent in spec.after:
-            if parent not in seen:
-                close = difflib.get_close_matches(parent, sorted(seen), n=1)
+            if parent not in before:
+                close = difflib.get_close_matches(parent, sorted(before), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
-                problems.append(f"stages[{i}].after: '{parent}' is not a stage listed before this one{hint}")
-        seen.add(spec.name)
+                problems.append(f"stages[{spec.index}].after: '{parent}' is not a stage listed before this one{hint}")
 
 
 def _check_inputs(config: RunConfig) -> list[str]:
@@ -180,11 +186,11 @@ def _check_columns(config: RunConfig, specs: list[StageSpec], problems: list[str
     from pipeline.sources import source_columns
 
     available = {SOURCE: source_columns(config.input)}
-    for i, spec in enumerate(specs):
+    for spec in specs:
         columns = set.intersection(*(available[p] for p in spec.after))
         missing = [c for c in spec.cls.requires if c not in columns]
         if missing:
-            problems.append(f"stages[{i}] ({spec.name}): needs column(s) {', '.join(missing)} that its input "
+            problems.append(f"stages[{spec.index}] ({spec.name}): needs column(s) {', '.join(missing)} that its input "
                             f"({', '.join(spec.after)}) does not have; it has: {', '.join(sorted(columns))}")
         available[spec.name] = (columns - set(spec.cls.consumes)) | set(spec.cls.provides)
 

@@ -49,6 +49,7 @@ class Progress:
             self.live.update(self._table(), refresh=True)
             self.live.stop()
             self.live = None
+            self.console.line()
 
     def _refresh(self) -> None:
         if self.live is not None:

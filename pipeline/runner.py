@@ -119,11 +119,14 @@ def connect(config: RunConfig, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or config.ray.address
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
-    else:
-        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(address=address, runtime_env=config.ray.runtime_env or None, logging_level=logging.WARNING)
+    else:  # local workers import user stages from the current directory, as the driver does
+        env = dict(config.ray.runtime_env)
+        paths = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env["env_vars"] = {"PYTHONPATH": os.pathsep.join(paths), **env.get("env_vars", {})}
+        ray.init(num_cpus=config.ray.num_cpus, runtime_env=env, include_dashboard=False,
+                 logging_level=logging.WARNING)
     return True
 
 
@@ -132,7 +135,10 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[dag.Node], manifest: d
     import ray.data
 
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
+    context.enable_progress_bars = False  # ours (pipeline.progress) counts documents per stage
+    for handler in logging.getLogger("ray.data").handlers:  # its console chatter, not its log file
+        if "File" not in type(handler).__name__:
+            handler.setLevel(logging.WARNING)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     first = chain[0]
     for node in chain:

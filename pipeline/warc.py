@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import bz2
 import codecs
-import gzip
 import hashlib
 import re
+import zlib
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import IO, Any, Callable, Iterator
 
 import pyarrow as pa
 from warcio.archiveiterator import ArchiveIterator
+from warcio.bufferedreaders import DecompressingBufferedReader
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeadersParser
+from warcio.utils import BUFF_SIZE
 
 SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -49,32 +52,165 @@ def doc_id(key: str) -> str:
 
 def iter_warc_rows(path: str, open_binary: Callable[[], IO[bytes]], *, max_record_bytes: int,
                    counts: Counter[str]) -> Iterator[dict[str, Any]]:
-    """Rows of SCHEMA plus `drop_reason`/`drop_detail`; `counts` gets records by type."""
-    seen = 0
-    for decompress in _readers(open_binary):
+    """Rows of SCHEMA plus `drop_reason`/`drop_detail`; `counts` gets records by type.
+
+    A gzip file is read member by member first (warcio's way, which keeps compressed offsets); if
+    that breaks, it is read again as one gzip stream, skipping the records already yielded."""
+    progress = _Progress()
+    readers = _readers(open_binary)
+    for attempt, decompress in enumerate(readers):
+        retry_left = attempt + 1 < len(readers)
         try:
-            with open_binary() as raw:
-                stream = decompress(raw)
-                iterator = ArchiveIterator(stream, arc2warc=True)
-                for index, record in enumerate(iterator):
-                    if index < seen:  # already yielded before a retry with another decoder
-                        continue
-                    seen += 1
-                    counts[record.rec_type] += 1
-                    if record.rec_type == "response":
-                        yield _response_row(record, path, iterator, max_record_bytes)
+            yield from _read_records(path, open_binary, decompress, progress, max_record_bytes, counts, retry_left)
             return
-        except (ArchiveLoadFailed, OSError, EOFError, ValueError) as error:
-            message = " ".join(str(error).split())
-            if "non-chunked gzip" in message and seen <= 1:
-                continue  # one gzip stream around the whole file: read it again through gzip
-            if seen == 0:
+        except _read_errors() as error:
+            if retry_left:
+                continue  # one gzip stream around the whole file, or records split across members
+            message = " ".join(str(error).split()) or type(error).__name__
+            if progress.done == 0:
                 raise UnreadableFile(f"not a readable WARC/ARC file: {message[:200]}") from None
-            yield _removed(path, None, "read:malformed_file", f"stopped after {seen} records: {message[:300]}")
+            cut = isinstance(error, (EOFError, StreamCut))
+            if cut and progress.last_reason == "read:truncated":
+                return  # the stream ended inside the last record, and its row says so already
+            reason = "read:truncated" if cut else "read:malformed_file"
+            yield _removed(path, None, reason, f"stopped after {progress.done} records: {message[:300]}")
             return
 
 
-def _readers(open_binary: Callable[[], IO[bytes]]) -> list[Callable[[IO[bytes]], IO[bytes]]]:
+@dataclass
+class _Progress:
+    done: int = 0  # records counted (and their rows yielded), over all readers tried
+    last_reason: str | None = None  # drop_reason of the last row yielded
+
+
+class _MemberReader(DecompressingBufferedReader):
+    """warcio's reader, made to notice what it lets pass silently: a gzip member cut short at the end
+    of the file (the iteration just ends), and corrupt data inside a member (it prints it, reads on)."""
+
+    cut_short = False
+
+    def _init_decomp(self, decomp_type):
+        super()._init_decomp(decomp_type)
+        self.fed = False  # whether this member's decompressor got any data
+
+    def _decompress(self, data):
+        if self.decompressor is not None and data:
+            self.fed = True
+            if self.num_block_read:  # mid-member: let zlib.error out
+                return self.decompressor.decompress(data)
+        return super()._decompress(data)  # its first block: warcio tells gzip from plain data here
+
+    def close_decompressor(self):
+        if self.decompressor is not None and self.fed and not self.decompressor.eof:
+            self.cut_short = True
+        super().close_decompressor()
+
+
+def _read_records(path: str, open_binary: Callable[[], IO[bytes]], decompress, progress: _Progress,
+                  max_record_bytes: int, counts: Counter[str], retry_left: bool) -> Iterator[dict[str, Any]]:
+    held = None  # a truncated row kept back while another reader may still read that record whole
+    with open_binary() as raw:
+        # no_record_parse: the HTTP head is parsed per record in _read_http, so a bad one costs
+        # that record only (warcio's own parse error would end the iteration of the whole file)
+        iterator = ArchiveIterator(decompress(raw), no_record_parse=True)
+        iterator.reader = reader = _MemberReader(iterator.fh, block_size=BUFF_SIZE)
+        for index, record in enumerate(iterator):
+            if held is not None:  # the file goes on after it: the record really is cut short
+                yield _emit(held, "response", progress, counts)
+                held = None
+            if index < progress.done:  # already yielded before a retry with another decoder
+                continue
+            if index == 0 and record.format == "arc" and record.rec_type != "arc_header":
+                raise UnreadableFile("not a WARC/ARC file: no WARC/ header, and ARC files begin with filedesc://")
+            if record.format == "warc" and record.length is None:
+                yield _no_length(record, path, iterator, progress)
+                return
+            rec_type = "warcinfo" if record.rec_type == "arc_header" else record.rec_type
+            row = _response_row(record, path, iterator, max_record_bytes) if rec_type == "response" else None
+            if row is not None and retry_left and row["drop_reason"] == "read:truncated":
+                held = row  # reading gzip member by member ends a record at its member's end: maybe not cut
+                continue
+            row = _emit(row, rec_type, progress, counts)
+            if row is not None:
+                yield row
+    if held is not None:
+        yield _emit(held, "response", progress, counts)
+    elif reader.cut_short and progress.last_reason != "read:truncated":
+        progress.last_reason = "read:truncated"
+        yield _removed(path, None, "read:truncated", f"the last gzip member is cut short, after {progress.done} records")
+
+
+def _no_length(record, path: str, iterator: ArchiveIterator, progress: _Progress) -> dict[str, Any]:
+    """A WARC record without Content-Length ends the reading: warcio would take the rest of the file
+    as its block. Nothing after its header means the file was cut inside that header."""
+    rest = record.raw_stream.read(1)
+    reason = "read:malformed_file" if rest else "read:truncated"
+    detail = f"record without Content-Length after {progress.done} records" + ("" if rest else ": the file ends in its header")
+    progress.last_reason = reason
+    return _removed(path, iterator.offset, reason, detail)
+
+
+def _emit(row: dict[str, Any] | None, rec_type: str, progress: _Progress, counts: Counter[str]):
+    """Count a record as done (its row, if any, is about to be yielded)."""
+    counts[rec_type] += 1
+    progress.done += 1
+    if row is not None:
+        progress.last_reason = row["drop_reason"]
+    return row
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What a damaged file raises while it is read: warcio, gzip/zlib, bz2, lz4 (RuntimeError), zstd."""
+    errors: tuple[type[BaseException], ...] = (ArchiveLoadFailed, OSError, EOFError, ValueError, zlib.error,
+                                               RuntimeError, StreamCut)
+    try:
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    except ImportError:
+        pass
+    return errors
+
+
+class StreamCut(Exception):
+    """A compressed file ends inside a gzip member, LZ4/zstd frame or bz2 stream. Not an EOFError:
+    warcio takes that for the clean end of the file and would drop the cut silently."""
+
+
+class _Decoded:
+    """A compressed file decoded block by block with the codec's decompressor objects, one per
+    member or frame: what comes before a cut still reaches warcio (gzip.open and friends would
+    raise and lose their buffer), then the cut raises StreamCut."""
+
+    def __init__(self, fh: IO[bytes], new_decompressor: Callable[[], Any]):
+        self.fh, self.new_decompressor, self.decompressor, self.out = fh, new_decompressor, None, b""
+
+    def read(self, size: int = -1) -> bytes:
+        while not self.out:
+            data = self.fh.read(BUFF_SIZE)
+            if not data:
+                if self.decompressor is not None and not self.decompressor.eof:
+                    raise StreamCut("the compressed file ends before its end marker")
+                return b""
+            self._feed(data)
+        size = len(self.out) if size is None or size < 0 else size
+        chunk, self.out = self.out[:size], self.out[size:]
+        return chunk
+
+    def _feed(self, data: bytes) -> None:
+        while data:
+            if self.decompressor is None or self.decompressor.eof:
+                if not data.strip(b"\0"):
+                    return  # zero padding after the last member, as some writers add
+                self.decompressor = self.new_decompressor()
+            self.out += self.decompressor.decompress(data)
+            data = self.decompressor.unused_data if self.decompressor.eof else b""
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _readers(open_binary: Callable[[], IO[bytes]]) -> list[Callable[[IO[bytes]], Any]]:
     """Decoders to try in order, chosen from the file's magic bytes."""
     with open_binary() as fh:
         head = fh.read(4)
@@ -82,44 +218,46 @@ def _readers(open_binary: Callable[[], IO[bytes]]) -> list[Callable[[IO[bytes]],
     if kind == "lz4":
         import lz4.frame
 
-        return [lambda fh: lz4.frame.open(fh, "rb")]
+        return [lambda fh: _Decoded(fh, lz4.frame.LZ4FrameDecompressor)]
     if kind == "zstd":
         import zstandard
 
-        return [lambda fh: zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)]
+        return [lambda fh: _Decoded(fh, lambda: zstandard.ZstdDecompressor().decompressobj())]
     if kind == "bz2":
-        return [lambda fh: bz2.open(fh, "rb")]
+        return [lambda fh: _Decoded(fh, bz2.BZ2Decompressor)]
     if kind == "gzip":  # warcio reads per-record gzip itself; a whole-file gzip needs a stream
-        return [lambda fh: fh, lambda fh: gzip.open(fh, "rb")]
+        return [lambda fh: fh, lambda fh: _Decoded(fh, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS))]
     return [lambda fh: fh]
 
 
 def _response_row(record, path: str, iterator: ArchiveIterator, max_record_bytes: int) -> dict[str, Any]:
+    http, body, problem = None, b"", None
     try:
-        http, body, error = *_read_http(record, max_record_bytes), None
-        missing = getattr(record.raw_stream, "limit", 0)  # bytes Content-Length promised but the file lacks
-    except Exception as exc:  # chunked encoding errors, bad content-encoding, ...
-        http, body, error, missing = None, b"", exc, 0
-    headers = record.rec_headers
-    offset = iterator.get_record_offset()  # only after the body: asking earlier skips over it
-    row = {
-        "url": (headers.get_header("WARC-Target-URI") or "").strip("<>"),
-        "fetch_date": _parse_date(headers.get_header("WARC-Date")),
-        "source": path,
-        "offset": offset,
-        "warc_record_id": headers.get_header("WARC-Record-ID"),
-    }
+        http, body = _read_http(record, max_record_bytes)
+        missing = _missing_bytes(record, http, body) if body is not None else 0
+        if missing:
+            problem = ("read:truncated", f"{missing} bytes missing")
+    except (EOFError, StreamCut) as exc:  # a compressed stream that ends inside the record
+        problem = ("read:truncated", f"the file ends inside the record {exc}".strip()[:300])
+    except Exception as exc:  # a bad HTTP head, chunked encoding errors, bad content-encoding, ...
+        problem = ("read:malformed_record", f"{type(exc).__name__}: {exc}"[:300])
+    try:
+        offset = iterator.get_record_offset()  # only after the body: asking earlier skips over it
+    except (EOFError, StreamCut):  # the file is cut right after this record: the next read tells
+        offset = iterator.offset
+    # ARC records have no id (warcio's arc2warc would invent a random one: ids would change per read)
+    record_id = None if record.format == "arc" else record.rec_headers.get_header("WARC-Record-ID")
+    row = {"url": _record_url(record), "fetch_date": _parse_date(_header(record, "archive-date", "WARC-Date")),
+           "source": path, "offset": offset, "warc_record_id": record_id}
     row["id"] = doc_id(row["warc_record_id"] or f"{PurePosixPath(path).name}:{offset}")
-    if error is not None:
-        return {**row, "drop_reason": "read:malformed_record", "drop_detail": f"{type(error).__name__}: {error}"[:300]}
+    if problem is not None:
+        return {**row, "drop_reason": problem[0], "drop_detail": problem[1]}
     if body is None:
         return {**row, "drop_reason": "read:too_large", "drop_detail": f"record over {max_record_bytes} bytes"}
-    if missing > 0:
-        return {**row, "drop_reason": "read:truncated", "drop_detail": f"{missing} bytes missing"}
     status = http.get_statuscode() if http else "200"
     if status and not status.startswith("2"):
         return {**row, "drop_reason": "read:http_status", "drop_detail": f"HTTP {status}"}
-    content_type, declared = _content_type(headers, http)
+    content_type, declared = _content_type(record, http)
     row["content_type"] = content_type or None
     if not body.strip():
         return {**row, "drop_reason": "read:empty", "drop_detail": None}
@@ -129,26 +267,61 @@ def _response_row(record, path: str, iterator: ArchiveIterator, max_record_bytes
     return {**row, "drop_reason": None, "drop_detail": None}
 
 
+def _header(record, arc_name: str, warc_name: str) -> str | None:
+    return record.rec_headers.get_header(arc_name if record.format == "arc" else warc_name)
+
+
+def _record_url(record) -> str:
+    url = _header(record, "uri", "WARC-Target-URI") or ""
+    return url.strip().strip("<>").replace(" ", "%20")  # as warcio normalises WARC URIs (dolma wraps them in <>)
+
+
+HTTP_PROTOCOLS = ["HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0"]
+HTTP_SCHEMES = ("http:", "https:")
+
+
 def _read_http(record, max_record_bytes: int):
-    """HTTP headers and body (None when over the limit). Parses the header block itself when
-    warcio did not (records whose WARC Content-Type does not say application/http)."""
+    """HTTP head and body; the body is None when the record is over the limit (then left unread)."""
+    declared = _header(record, "length", "Content-Length")
+    if declared is not None and not declared.strip().isdigit():  # warcio reads such a record as empty
+        raise ValueError(f"invalid record length {declared!r}")
+    if (record.length or 0) > max_record_bytes:
+        return None, None
+    if _has_http_head(record):
+        # set on the record so that content_stream() undoes chunking and gzip/deflate
+        record.http_headers = StatusAndHeadersParser(HTTP_PROTOCOLS).parse(record.raw_stream)
     body = record.content_stream().read(max_record_bytes + 1)
-    if len(body) > max_record_bytes:
-        return record.http_headers, None
-    http = record.http_headers
-    if http is None and body.startswith(b"HTTP/"):
-        head, _, body = body.partition(b"\r\n\r\n")
-        import io
-
-        http = StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0"]).parse(io.BytesIO(head + b"\r\n\r\n"))
-    return http, body
+    return record.http_headers, (body if len(body) <= max_record_bytes else None)
 
 
-def _content_type(headers, http) -> tuple[str, str | None]:
-    """(media type, declared charset); the crawler's identified type wins over the server's."""
-    raw = (http.get_header("Content-Type") if http else None) or ""
+def _has_http_head(record) -> bool:
+    """Whether the block starts with an HTTP status line and headers: an http(s) URI (warcio's
+    rule), or a WARC Content-Type saying application/http whatever the URI (`hard::page.html`)."""
+    if record.length == 0:
+        return False
+    uri = _record_url(record)
+    if record.format == "arc":  # ARC's content type is the payload's
+        return uri.startswith(HTTP_SCHEMES)
+    return (record.content_type or "").lower().startswith("application/http") or uri.startswith(HTTP_SCHEMES)
+
+
+def _missing_bytes(record, http, body: bytes) -> int:
+    """Bytes the record's length promised but the file lacks; 0 when the HTTP body is whole anyway
+    (an ARC writer that miscounted the record length, while HTTP's Content-Length is met)."""
+    missing = getattr(record.raw_stream, "limit", 0)
+    if missing and http and not (http.get_header("Content-Encoding") or http.get_header("Transfer-Encoding")):
+        declared = (http.get_header("Content-Length") or "").strip()
+        if declared.isdigit() and len(body) >= int(declared):
+            return 0
+    return missing
+
+
+def _content_type(record, http) -> tuple[str, str | None]:
+    """(media type, declared charset); the crawler's identified type wins over the server's.
+    Without an HTTP head the record's own type is the payload's (dns:, resource-like responses)."""
+    raw = (http.get_header("Content-Type") if http else record.content_type) or ""
     media = raw.split(";")[0].strip().lower()
-    identified = (headers.get_header("WARC-Identified-Payload-Type") or "").split(";")[0].strip().lower()
+    identified = (record.rec_headers.get_header("WARC-Identified-Payload-Type") or "").split(";")[0].strip().lower()
     match = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", raw, re.I)
     return identified or media, match.group(1) if match else None
 
@@ -163,8 +336,12 @@ def _is_html(content_type: str, body: bytes) -> bool:
 
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.I)
+# labels browsers decode as a superset (WHATWG Encoding): pages rely on the extra characters
 _WHATWG_ALIASES = {"iso-8859-1": "cp1252", "latin-1": "cp1252", "latin1": "cp1252", "ascii": "cp1252",
-                   "us-ascii": "cp1252", "x-sjis": "shift_jis", "gb2312": "gb18030", "gbk": "gb18030"}
+                   "us-ascii": "cp1252", "iso-8859-9": "cp1254", "tis-620": "cp874", "iso-8859-11": "cp874",
+                   "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis": "cp932",
+                   "windows-31j": "cp932", "euc-kr": "cp949", "big5": "big5hkscs", "gb2312": "gb18030",
+                   "gbk": "gb18030", "x-user-defined": "cp1252"}
 
 
 def decode_html(body: bytes, declared: str | None) -> tuple[str, str]:
@@ -174,7 +351,10 @@ def decode_html(body: bytes, declared: str | None) -> tuple[str, str]:
         if body.startswith(bom):
             return body.decode(name, "replace").lstrip("\ufeff"), name
     meta = _META_CHARSET.search(body[:4096])
-    declared_codecs = [c for c in (_codec(declared), _codec(meta.group(1).decode("ascii", "ignore") if meta else None)) if c]
+    meta_codec = _codec(meta.group(1).decode("ascii", "ignore") if meta else None)
+    if meta_codec and meta_codec.startswith(("utf-16", "utf-32")):
+        meta_codec = "utf-8"  # a <meta> readable as ASCII bytes is not UTF-16 (as browsers rule)
+    declared_codecs = [c for c in (_codec(declared), meta_codec) if c]
     for name in [*declared_codecs, "utf-8"]:
         try:
             return body.decode(name), name
@@ -182,7 +362,7 @@ def decode_html(body: bytes, declared: str | None) -> tuple[str, str]:
             pass  # a wrong declaration is common: try the next, then detection
     if declared_codecs:  # a few bad bytes in a declared page: keep the declaration, mark the bytes
         text = body.decode(declared_codecs[0], "replace")
-        if text.count("\ufffd") <= len(text) // 100:
+        if text.count("\ufffd") <= max(1, len(text) // 100):  # one bad byte in a short page is still no reason
             return text, declared_codecs[0]
     from charset_normalizer import from_bytes
 
@@ -202,15 +382,16 @@ def _codec(name: str | None) -> str | None:
 
 
 def _parse_date(value: str | None) -> datetime | None:
+    value = (value or "").strip()
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        if value.isdigit():  # ARC dates; fromisoformat would read some digit strings as other dates
+            parsed = datetime.strptime(value[:14], "%Y%m%d%H%M%S")
+        else:
+            parsed = datetime.fromisoformat(value)
     except ValueError:
-        try:
-            parsed = datetime.strptime(value.strip()[:14], "%Y%m%d%H%M%S")  # ARC dates
-        except ValueError:
-            return None
+        return None
     return parsed.replace(tzinfo=parsed.tzinfo or timezone.utc)
 
 

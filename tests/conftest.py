@@ -1,6 +1,8 @@
 """Shared fixtures: where the real data lives, and one local Ray for the tests that need it."""
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,10 @@ def local_ray():
     """One embedded Ray (2 CPUs) for the whole session; the runner reuses it instead of starting its own."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    paths = [str(ROOT / "tests" / "pipeline"), os.environ.get("PYTHONPATH", "")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))  # test stages, for workers and subprocesses
+    sys.path.insert(0, paths[0])
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
     yield ray
     ray.shutdown()

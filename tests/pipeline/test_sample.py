@@ -1,18 +1,13 @@
 """Tests for the deterministic sample crawl (pipeline/sample.py)."""
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import trafilatura
 from warcio.archiveiterator import ArchiveIterator
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:  # allow running from any working directory
-    sys.path.insert(0, str(REPO_ROOT))
-
-from pipeline.sample import COOKIE_BANNER_TEXT, SENTENCES, languages_in, write_sample_crawl  # noqa: E402
+from pipeline.sample import COOKIE_BANNER_TEXT, SENTENCES, languages_in, write_sample_crawl
 
 
 def read_records(paths):

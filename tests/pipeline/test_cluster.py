@@ -1,0 +1,90 @@
+"""`pipeline run --address` against a real Ray cluster started with `ray start --head`, as
+deploy/README.md describes, next to the tests' own embedded Ray."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import load_config
+from pipeline.runner import run
+from pipeline.sample import write_sample_crawl
+
+pytestmark = pytest.mark.ray
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ENV = {**os.environ, "RAY_AUTH_MODE": "token"}  # `ray start` clusters want a token from every client
+
+
+@pytest.fixture
+def cluster():
+    """A one-node cluster in its own process session, torn down by killing that session."""
+    port = free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay short
+    process = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         "--disable-usage-stats", "--block", f"--temp-dir={temp_dir}"],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    address = f"127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        status = subprocess.run([str(BIN / "ray"), "status", f"--address={address}"], capture_output=True, env=ENV)
+        if status.returncode == 0 and b"Node status" in status.stdout:
+            break
+        time.sleep(1)
+    else:
+        _kill_session(process)
+        pytest.fail("ray start --head did not come up within 60 s")
+    yield address
+    _kill_session(process)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _kill_session(process: subprocess.Popen) -> None:
+    session = os.getsid(process.pid)
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            if os.getsid(pid) == session:
+                os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    process.wait()
+
+
+def test_run_on_a_cluster_gives_the_same_shards(local_ray, cluster, tmp_path):
+    crawl = [str(p) for p in write_sample_crawl(tmp_path / "crawl", seed=3, documents=60, files=2)]
+
+    def config(out: str) -> Path:
+        path = tmp_path / f"{out}.yaml"
+        path.write_text(yaml.safe_dump({"name": out, "output_dir": str(tmp_path / out),
+                                        "input": {"warc": crawl, "docs_per_shard": 10},
+                                        "stages": [{"name": "extract", "type": "extract"}]}))
+        return path
+
+    result = subprocess.run([str(BIN / "pipeline"), "run", str(config("remote")), "--address", cluster,
+                             "--no-progress"], capture_output=True, text=True, timeout=300, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = yaml.safe_load((tmp_path / "remote/manifest.json").read_text())
+
+    embedded_config, specs = load_config(config("embedded"))
+    embedded = run(embedded_config, specs, show_progress=False)
+    for stage in ("read", "extract"):
+        assert [f["sha256"] for f in remote["stages"][stage]["kept"]] == \
+               [f["sha256"] for f in embedded["stages"][stage]["kept"]]
+    assert remote["stages"]["extract"]["docs_out"] > 40

@@ -1,0 +1,148 @@
+"""Config errors: each kind of mistake is reported with its key path and a hint, before any work."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def warc_file(tmp_path: Path) -> str:
+    from pipeline.sample import write_sample_crawl
+
+    return str(write_sample_crawl(tmp_path / "crawl", documents=40, files=1)[0])
+
+
+def base(warc_file: str, **changes) -> dict:
+    config = {"name": "t", "output_dir": "out", "input": {"warc": [warc_file]},
+              "stages": [{"name": "extract", "type": "extract"}]}
+    config.update(changes)
+    return config
+
+
+def problems(raw) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, source="crawl.yaml")
+    return caught.value.problems
+
+
+def only(raw) -> str:
+    found = problems(raw)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_the_example_config_is_valid():
+    config, specs = load_config(ROOT / "examples" / "crawl.yaml")
+    assert config.name == "demo" and [s.name for s in specs] == ["extract"]
+
+
+def test_unknown_top_level_key_suggests_the_right_one(warc_file):
+    raw = base(warc_file)
+    raw["outptu_dir"] = raw.pop("output_dir")
+    found = problems(raw)
+    assert any(p.startswith("outptu_dir: unknown key; did you mean 'output_dir'?") for p in found), found
+    assert any(p == "output_dir: required key is missing" for p in found), found
+
+
+def test_nested_unknown_key(warc_file):
+    assert only(base(warc_file, ray={"adress": "x"})).startswith("ray.adress: unknown key; did you mean 'address'?")
+
+
+def test_wrong_type_names_key_and_value(warc_file):
+    message = only(base(warc_file, seed="twelve"))
+    assert message.startswith("seed: ") and "'twelve'" in message
+
+
+def test_out_of_range_value(warc_file):
+    raw = base(warc_file)
+    raw["input"]["docs_per_shard"] = 0
+    assert only(raw).startswith("input.docs_per_shard: ")
+
+
+def test_unknown_stage_type_suggests_a_known_one(warc_file):
+    message = only(base(warc_file, stages=[{"name": "x", "type": "extrct"}]))
+    assert message.startswith("stages[0].type: unknown stage type 'extrct'; did you mean 'extract'?")
+
+
+def test_unknown_stage_option(warc_file):
+    message = only(base(warc_file, stages=[{"name": "x", "type": "extract", "engin": "trafilatura"}]))
+    assert message.startswith("stages[0].engin: unknown key; did you mean 'engine'?")
+
+
+def test_bad_stage_option_value(warc_file):
+    message = only(base(warc_file, stages=[{"name": "x", "type": "extract", "engine": "magic"}]))
+    assert message.startswith("stages[0].engine: ") and "'magic'" in message
+
+
+def test_stage_import_path_that_does_not_import(warc_file):
+    message = only(base(warc_file, stages=[{"name": "x", "type": "nopkg_here.module:Stage"}]))
+    assert message.startswith("stages[0].type: cannot import module 'nopkg_here.module'")
+
+
+def test_stage_import_path_that_is_not_a_stage(warc_file):
+    message = only(base(warc_file, stages=[{"name": "x", "type": "json:JSONDecoder"}]))
+    assert message.startswith("stages[0].type: 'JSONDecoder' in module 'json' is not a pipeline.stage.Stage")
+
+
+def test_after_names_an_unknown_stage(warc_file):
+    message = only(base(warc_file, stages=[{"name": "extract", "type": "extract", "after": "reed"}]))
+    assert message.startswith("stages[0].after: 'reed' is not a stage listed before this one; did you mean 'read'?")
+
+
+def test_duplicate_and_reserved_stage_names(warc_file):
+    found = problems(base(warc_file, stages=[{"name": "read", "type": "extract"}]))
+    assert any(p.startswith("stages[0].name: 'read' is used twice (or is the reserved name") for p in found), found
+
+
+def test_missing_input_files(warc_file):
+    message = only(base(warc_file, input={"warc": ["no/such/dir/*.warc.gz"]}))
+    assert message.startswith("input.warc[0]: no file matches 'no/such/dir/*.warc.gz'")
+
+
+def test_no_input_at_all(warc_file):
+    assert only(base(warc_file, input={})).startswith("input: no input given")
+
+
+def test_stage_that_needs_a_column_its_input_lacks(tmp_path):
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text(json.dumps({"text": "hello", "label": 1}) + "\n")
+    message = only({"name": "t", "output_dir": "out", "input": {"jsonl": [str(jsonl)]},
+                    "stages": [{"name": "extract", "type": "extract"}]})
+    assert message.startswith("stages[0] (extract): needs column(s) html")
+
+
+def test_invalid_yaml_gives_line_number(tmp_path):
+    path = tmp_path / "crawl.yaml"
+    path.write_text("name: t\nstages: [\n  {name: a\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "line " in caught.value.problems[0] and "not valid YAML" in caught.value.problems[0]
+
+
+def test_all_problems_are_reported_together(warc_file):
+    raw = base(warc_file, seed="x", stages=[{"name": "a", "type": "nope"}, {"name": "b", "type": "extract", "after": "zz"}])
+    found = problems(raw)
+    assert found[0].startswith("seed:") and len(found) == 1  # schema errors stop before stage checks
+    raw["seed"] = 1
+    found = problems(raw)
+    assert [p.split(":")[0] for p in found] == ["stages[0].type", "stages[1].after"]
+
+
+def test_cli_reports_config_errors_before_starting_ray(tmp_path, warc_file):
+    import ray
+
+    path = tmp_path / "crawl.yaml"
+    path.write_text(yaml.safe_dump(base(warc_file, stages=[{"name": "x", "type": "extrct"}])))
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "stages[0].type: unknown stage type 'extrct'" in result.output
+    assert not ray.is_initialized()

@@ -1,0 +1,209 @@
+"""The runner under real local Ray: outputs, stats, manifest, caching, resume, --force, --until."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline.config import load_config
+from pipeline.runner import run
+from pipeline.sample import write_sample_crawl
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(tmp_path: Path, config: dict, name: str = "crawl.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_config(path: Path, **options) -> dict:
+    config, specs = load_config(path)
+    return run(config, specs, show_progress=False, **options)
+
+
+def shard_hashes(manifest: dict) -> dict[str, str]:
+    """Every output shard, by its path under the run directory, with its content hash."""
+    found = {}
+    for entry in manifest["stages"].values():
+        for info in entry["kept"] + entry["removed"]:
+            found[info["path"].split("/stages/", 1)[1]] = info["sha256"]
+    return found
+
+
+def mtimes(directory: Path) -> dict[str, float]:
+    return {str(p): p.stat().st_mtime_ns for p in directory.rglob("*.parquet")}
+
+
+@pytest.fixture(scope="module")
+def crawl(tmp_path_factory) -> list[str]:
+    return [str(p) for p in write_sample_crawl(tmp_path_factory.mktemp("crawl"), seed=7, documents=120, files=3)]
+
+
+def test_example_runs_end_to_end_and_then_is_cached(local_ray, tmp_path):
+    example = yaml.safe_load((ROOT / "examples" / "crawl.yaml").read_text())
+    example["output_dir"] = str(tmp_path / "demo")
+    path = write_config(tmp_path, example)
+    manifest = run_config(path)
+
+    read, extract = manifest["stages"]["read"], manifest["stages"]["extract"]
+    assert read["status"] == extract["status"] == "done"
+    assert read["docs_in"] == example["input"]["sample"]["documents"]
+    assert extract["docs_in"] == read["docs_out"]
+    stats = json.loads((tmp_path / "demo/stages/extract/stats.json").read_text())
+    assert stats["docs_in"] == stats["docs_out"] + sum(stats["removed_by_reason"].values())
+    assert stats["removed_by_reason"]["extract:too_large"] == 1  # the sample's 1.5 MB page
+    read_stats = json.loads((tmp_path / "demo/stages/read/stats.json").read_text())
+    assert read_stats["removed_by_reason"]["read:not_html"] == 3  # png, json, css
+    assert read_stats["counters"]["records:revisit"] == 1
+
+    kept_dir = tmp_path / "demo/stages/extract/kept"
+    by_pandas = pd.read_parquet(kept_dir)
+    by_polars = pl.read_parquet(str(kept_dir / "*.parquet"))
+    by_duckdb = duckdb.sql(f"select count(distinct id) from '{kept_dir}/*.parquet'").fetchall()[0][0]
+    assert len(by_pandas) == by_polars.height == by_duckdb == extract["docs_out"]
+    assert "html" not in by_pandas.columns and by_pandas["text"].str.len().min() > 0
+    removed = pd.read_parquet(tmp_path / "demo/stages/extract/removed")
+    assert set(removed["drop_reason"]) == set(stats["removed_by_reason"])
+
+    before = mtimes(tmp_path / "demo")
+    again = run_config(path)
+    assert all(entry["cached"] for entry in again["stages"].values())
+    assert mtimes(tmp_path / "demo") == before
+
+
+def test_killed_run_resumes_to_the_same_shards(local_ray, tmp_path, crawl):
+    def config(out: str) -> dict:
+        return {"name": "kill", "output_dir": str(tmp_path / out), "seed": 1,
+                "input": {"warc": crawl, "docs_per_shard": 4},
+                "stages": [{"name": "extract", "type": "extract"},
+                           {"name": "slow", "type": "example_stages:Slow", "seconds": 0.3}]}
+
+    killed = write_config(tmp_path, config("killed"), "killed.yaml")
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(killed), "--no-progress"],
+                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done_dir = tmp_path / "killed/stages/slow/_done"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(done_dir.glob("*.json"))) < 3:
+        time.sleep(0.05)
+    _kill_session(process)
+    finished_before = {p.name: p.stat().st_mtime_ns for p in done_dir.glob("*.json")}
+    assert 3 <= len(finished_before) < 30, "the run was not killed part-way"
+
+    resumed = run_config(killed)
+    assert {p.name: p.stat().st_mtime_ns for p in done_dir.glob("*.json") if p.name in finished_before} == finished_before
+    straight = run_config(write_config(tmp_path, config("straight"), "straight.yaml"))
+    assert shard_hashes(resumed) == shard_hashes(straight)
+    assert len(shard_hashes(straight)) > 30
+
+
+def _kill_session(process: subprocess.Popen) -> None:
+    """SIGKILL the run and every process it started (Ray's raylet, workers), as a crash would."""
+    session = os.getsid(process.pid)
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            if os.getsid(pid) == session:
+                os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    process.wait()
+
+
+def test_force_until_and_changed_options(local_ray, tmp_path, crawl):
+    raw = {"name": "f", "output_dir": str(tmp_path / "out"), "input": {"warc": crawl, "docs_per_shard": 50},
+           "stages": [{"name": "extract", "type": "extract"},
+                      {"name": "short", "type": "example_stages:Short", "min_chars": 200}]}
+    path = write_config(tmp_path, raw)
+
+    first = run_config(path, until="extract")
+    assert set(first["stages"]) == {"read", "extract"}
+
+    second = run_config(path, force=("extract",))
+    assert second["stages"]["read"]["cached"] and second["stages"]["short"]["status"] == "done"
+    assert "cached" not in second["stages"]["extract"]  # re-run, not taken from cache
+
+    raw["stages"][1]["min_chars"] = 500
+    third = run_config(write_config(tmp_path, raw))
+    assert third["stages"]["read"]["cached"] and third["stages"]["extract"]["cached"]
+    assert "cached" not in third["stages"]["short"]
+    assert third["stages"]["short"]["docs_out"] < second["stages"]["short"]["docs_out"]
+    reasons = pd.read_parquet(tmp_path / "out/stages/short/removed")["drop_reason"]
+    assert set(reasons) == {"short:chars<500"}
+
+    with pytest.raises(ValueError, match="no stage named 'nope'"):
+        run_config(path, force=("nope",))
+
+
+def test_user_columns_travel_and_bad_documents_are_quarantined(local_ray, tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    rows = [{"text": f"document number {i} " * 3, "label": i % 3, "origin": f"src-{i}"} for i in range(30)]
+    rows[7]["text"] = "this one goes boom"
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(3, "{not json")
+    docs.write_text("\n".join(lines) + "\n")
+    raw = {"name": "j", "output_dir": str(tmp_path / "out"), "input": {"jsonl": [str(docs)], "docs_per_shard": 8},
+           "stages": [{"name": "flaky", "type": "example_stages:Flaky"},
+                      {"name": "shout", "type": "example_stages:Shout"},
+                      {"name": "short", "type": "example_stages:Short", "min_chars": 60}]}
+    manifest = run_config(write_config(tmp_path, raw))
+
+    read_removed = pd.read_parquet(tmp_path / "out/stages/read/removed")
+    assert list(read_removed["drop_reason"]) == ["read:bad_json"] and "line 4" in read_removed["drop_detail"][0]
+    flaky_removed = pd.read_parquet(tmp_path / "out/stages/flaky/removed")
+    assert list(flaky_removed["origin"]) == ["src-7"] and flaky_removed["drop_reason"][0] == "flaky:error"
+    assert manifest["stages"]["flaky"]["docs_out"] == 29
+
+    kept = pd.read_parquet(tmp_path / "out/stages/short/kept").sort_values("origin")
+    expected = pd.DataFrame([r for r in rows if "boom" not in r["text"]]).sort_values("origin")
+    expected = expected[expected["text"].str.len() + 1 >= 60]
+    assert list(kept["origin"]) == list(expected["origin"]) and list(kept["label"]) == list(expected["label"])
+    assert all(t.endswith("!") and t[:-1] == t[:-1].upper() for t in kept["text"])
+    short_removed = pd.read_parquet(tmp_path / "out/stages/short/removed")
+    assert {"label", "origin", "chars", "drop_reason"} <= set(short_removed.columns)
+
+
+def test_branching_dag_and_parquet_input(local_ray, tmp_path):
+    table = pa.table({"doc": [f"id-{i}" for i in range(20)], "body": [("x" * i) for i in range(20)]})
+    pq.write_table(table, tmp_path / "docs.parquet")
+    raw = {"name": "d", "output_dir": str(tmp_path / "out"),
+           "input": {"parquet": [str(tmp_path / "docs.parquet")], "text_column": "body", "id_column": "doc",
+                     "docs_per_shard": 6},
+           "stages": [{"name": "long", "type": "example_stages:Short", "min_chars": 10},
+                      {"name": "longer", "type": "example_stages:Short", "min_chars": 15, "after": "long"},
+                      {"name": "loud", "type": "example_stages:Shout", "after": "long"},
+                      {"name": "both", "type": "example_stages:Flaky", "after": ["longer", "loud"]}]}
+    manifest = run_config(write_config(tmp_path, raw))
+    assert [manifest["stages"][s]["docs_out"] for s in ("long", "longer", "loud", "both")] == [10, 5, 10, 15]
+    both = pd.read_parquet(tmp_path / "out/stages/both/kept")
+    assert sorted(both["id"]) == sorted([f"id-{i}" for i in range(15, 20)] + [f"id-{i}" for i in range(10, 20)])
+
+
+def test_unreadable_input_is_skipped_or_fatal_when_strict(local_ray, tmp_path, crawl):
+    garbage = tmp_path / "garbage.warc.gz"
+    garbage.write_bytes(os.urandom(4096))
+    raw = {"name": "g", "output_dir": str(tmp_path / "out"), "input": {"warc": [crawl[0], str(garbage)]},
+           "stages": [{"name": "extract", "type": "extract"}]}
+    manifest = run_config(write_config(tmp_path, raw))
+    stats = json.loads((tmp_path / "out/stages/read/stats.json").read_text())
+    assert [s["path"] for s in stats["files_skipped"]] == [str(garbage)]
+    assert manifest["stages"]["extract"]["docs_out"] > 0
+
+    raw["input"]["strict"] = True
+    raw["output_dir"] = str(tmp_path / "strict")
+    with pytest.raises(Exception, match="not a readable WARC/ARC file"):
+        run_config(write_config(tmp_path, raw))
+    assert json.loads((tmp_path / "strict/manifest.json").read_text())["stages"]["read"]["status"] == "failed"

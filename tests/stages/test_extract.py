@@ -1,0 +1,169 @@
+"""Tests for the extract stage (stages/extract.py): unit tests on hand-built HTML, and the
+extraction-quality benchmark on trafilatura's own annotated evaluation pages (real data)."""
+from __future__ import annotations
+
+import gzip
+import json
+import multiprocessing
+import time
+
+import pyarrow as pa
+import pytest
+
+from pipeline.stage import DROP_REASON
+from pipeline.warc import decode_html
+from stages.extract import DROP_DETAIL, Extract, ExtractConfig
+
+PARAGRAPHS = [
+    "The river town of Elmsford rebuilt its old stone bridge this spring after a decade of debate among residents and engineers.",
+    "Engineers chose to reuse the original granite blocks, numbering each one before the span was taken apart and cleaned.",
+    "Local historians say the bridge first opened in 1887 and carried horse carts, then trams, and finally cars and bicycles.",
+]
+NAV = ["Latest headlines menu", "About us page"]
+FOOTER = ["Copyright 2024 Elmsford Gazette Media Group", "Imprint and privacy policy"]
+ARTICLE = (
+    "<html><head><title>Elmsford bridge</title></head><body>"
+    f"<nav><ul><li><a href='/'>Home</a></li><li><a href='/news'>{NAV[0]}</a></li>"
+    f"<li><a href='/about'>{NAV[1]}</a></li></ul></nav>"
+    "<article><h1>Elmsford rebuilds its stone bridge</h1>"
+    + "".join(f"<p>{p}</p>" for p in PARAGRAPHS)
+    + f"</article><footer><p>{FOOTER[0]}. All rights reserved.</p><a href='/imprint'>{FOOTER[1]}</a></footer>"
+    "</body></html>"
+)
+NO_TEXT = ("<html><head><title>Loading</title><style>body { color: red; }</style>"
+           "<script>var app = {start: function () { return 1; }};</script></head>"
+           "<body><div id='app'></div><div> </div></body></html>")
+
+
+def run_stage(stage: Extract, htmls, **extra_columns) -> dict[str, list]:
+    columns = {"html": htmls, "url": [f"https://example.org/{i}" for i in range(len(htmls))], **extra_columns}
+    return stage.process(pa.table(columns)).to_pydict()
+
+
+def test_article_keeps_paragraphs_and_drops_navigation_and_footer():
+    out = run_stage(Extract(), [ARTICLE])
+    assert out[DROP_REASON] == [None]
+    text = out["text"][0]
+    for paragraph in PARAGRAPHS:
+        assert paragraph in text
+    for boilerplate in NAV + FOOTER:
+        assert boilerplate not in text
+
+
+def test_output_has_text_and_no_html_and_other_columns_pass_through():
+    labels = ["keep-me", None, "third"]
+    out_table = Extract().process(pa.table({
+        "html": [ARTICLE, "", NO_TEXT],
+        "url": ["https://example.org/a", "https://example.org/b", None],
+        "label": labels,
+        "score": pa.array([1.5, 2.5, 3.5], pa.float64()),
+    }))
+    assert out_table.num_rows == 3
+    assert "html" not in out_table.column_names
+    assert out_table.column_names == ["url", "label", "score", "text", DROP_REASON, DROP_DETAIL]
+    assert out_table.schema.field("text").type == pa.string()
+    out = out_table.to_pydict()
+    assert out["label"] == labels
+    assert out["score"] == [1.5, 2.5, 3.5]
+    assert out["url"] == ["https://example.org/a", "https://example.org/b", None]
+    assert out[DROP_REASON] == [None, "extract:empty_html", "extract:no_text"]
+
+
+def test_works_without_url_column_and_on_empty_batch():
+    out = Extract().process(pa.table({"html": [ARTICLE]})).to_pydict()
+    assert PARAGRAPHS[0] in out["text"][0]
+    empty = Extract().process(pa.table({"html": pa.array([], pa.string()), "url": pa.array([], pa.string())}))
+    assert empty.num_rows == 0
+    assert {"text", DROP_REASON, DROP_DETAIL} <= set(empty.column_names) and "html" not in empty.column_names
+
+
+def test_page_over_max_html_bytes_is_removed_unread():
+    small = ARTICLE
+    large = ARTICLE.replace("</article>", "<p>" + "é" * 2000 + "</p></article>")  # é: 2 bytes in UTF-8
+    limit = len(large) + 100  # above the page's length in characters, below its length in UTF-8 bytes
+    assert len(small.encode()) < limit < len(large.encode())
+    out = run_stage(Extract(ExtractConfig(max_html_bytes=limit)), [small, large])
+    assert out[DROP_REASON] == [None, "extract:too_large"]
+    assert out["text"][1] is None
+    assert out[DROP_DETAIL][1] == f"{len(large.encode())} bytes > max_html_bytes {limit}"
+    assert PARAGRAPHS[0] in out["text"][0]
+
+
+@pytest.mark.parametrize("html", ["", None], ids=["empty-string", "null"])
+def test_empty_html_is_removed(html):
+    out = run_stage(Extract(), [html])
+    assert out[DROP_REASON] == ["extract:empty_html"]
+    assert out["text"] == [None]
+
+
+def test_page_without_main_text_is_removed():
+    out = run_stage(Extract(), [NO_TEXT])
+    assert out[DROP_REASON] == ["extract:no_text"]
+    assert out["text"] == [None]
+
+
+def test_min_chars_removes_short_extractions():
+    out = run_stage(Extract(ExtractConfig(min_chars=10_000)), [ARTICLE])
+    assert out[DROP_REASON] == ["extract:no_text"]
+
+
+def test_config_rejects_unknown_and_invalid_options():
+    with pytest.raises(ValueError):
+        ExtractConfig(favour="recall")
+    with pytest.raises(ValueError):
+        ExtractConfig(timeout_seconds=0)
+
+
+# --- real data: trafilatura's annotated benchmark (990 pages, ~3,000 snippets of each kind) ---
+
+EVAL_F1_FLOOR = 0.90
+EVAL_BATCH_ROWS = 16  # small batches keep the two workers evenly loaded
+
+
+def load_eval_pages(root):
+    """(url, html, with-snippets, without-snippets) for every annotated page, decoded as the pipeline does."""
+    annotations = json.loads((root / "evaldata.json").read_text(encoding="utf-8"))
+    pages = []
+    for url, item in annotations.items():
+        path = next((p for p in (root / "eval" / f"{item['file']}.gz", root / "cache" / f"{item['file']}.gz")
+                     if p.exists()), None)
+        assert path is not None, f"page file {item['file']} for {url} is in neither eval/ nor cache/"
+        html, _ = decode_html(gzip.decompress(path.read_bytes()), None)
+        pages.append((url, html, item["with"], item["without"]))
+    return pages
+
+
+def snippet_scores(pages, texts):
+    """Upstream's scoring: a found `with` snippet is a true positive, a missed one a false negative,
+    a found `without` snippet a false positive."""
+    tp = fn = fp = 0
+    for (_, _, with_, without), text in zip(pages, texts, strict=True):
+        text = text or ""
+        found = sum(snippet in text for snippet in with_)
+        tp, fn = tp + found, fn + len(with_) - found
+        fp += sum(snippet in text for snippet in without)
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    return precision, recall, 2 * precision * recall / (precision + recall)
+
+
+@pytest.mark.shared
+def test_extraction_quality_on_trafilatura_benchmark(shared_data, capsys):
+    root = shared_data / "html-trafilatura-eval"
+    started = time.monotonic()
+    pages = load_eval_pages(root)
+    assert len(pages) == 990
+    batches = [pa.table({"html": [p[1] for p in pages[i:i + EVAL_BATCH_ROWS]],
+                         "url": [p[0] for p in pages[i:i + EVAL_BATCH_ROWS]]})
+               for i in range(0, len(pages), EVAL_BATCH_ROWS)]
+    stage = Extract()  # the default config, as a pipeline without options gets it
+    # the stage's own code path, in two processes: a bound `process` pickles by module reference
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        outputs = pool.map(stage.process, batches, chunksize=1)
+    texts = [text for out in outputs for text in out.column("text").to_pylist()]
+    reasons = [reason for out in outputs for reason in out.column(DROP_REASON).to_pylist()]
+    precision, recall, f1 = snippet_scores(pages, texts)
+    elapsed = time.monotonic() - started
+    with capsys.disabled():
+        print(f"\nextract on trafilatura eval ({len(pages)} pages): precision {precision:.4f} recall {recall:.4f} "
+              f"F1 {f1:.4f}; removed {sum(r is not None for r in reasons)}; {elapsed:.1f}s")
+    assert f1 >= EVAL_F1_FLOOR, f"F1 {f1:.4f} < {EVAL_F1_FLOOR} (precision {precision:.4f}, recall {recall:.4f})"
