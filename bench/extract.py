@@ -86,17 +86,24 @@ def c2m_raw_config(warcs: list[str], out: str, docs_per_shard: int, cpus: int) -
             "stages": [{"name": "extract", "type": "extract"}]}
 
 
-def c2m_stats(out: str) -> dict:
-    read = json.load(open(os.path.join(out, "stages", "read", "stats.json")))
-    extract = json.load(open(os.path.join(out, "stages", "extract", "stats.json")))
+def c2m_stats(out: str, t0: float) -> dict:
+    """Counts from stages/*/stats.json, and a timeline (seconds after t0) from the _done records."""
+    read, extract = (json.load(open(os.path.join(out, "stages", s, "stats.json"))) for s in ("read", "extract"))
+    done = [json.load(open(p)) for p in glob.glob(os.path.join(out, "stages", "extract", "_done", "*.json"))]
+    read_done = [json.load(open(p)) for p in glob.glob(os.path.join(out, "stages", "read", "_done", "*.json"))]
+    first, last = min(r["started"] for r in done), max(r["finished"] for r in done)
     return {"docs": extract["docs_in"], "out": extract["docs_out"], "shards": extract["shards"],
-            "read_wall": read["wall_seconds"], "extract_wall": extract["wall_seconds"],
-            "extract_cpu": extract["cpu_seconds"], "read_removed": read["removed_by_reason"]}
+            "read_removed": read["removed_by_reason"], "extract_shard_seconds": extract["cpu_seconds"],
+            "read_start": min(r["started"] for r in read_done) - t0, "read_end": max(r["finished"] for r in read_done) - t0,
+            "extract_start": first - t0, "extract_end": last - t0,
+            "extract_parallelism": extract["cpu_seconds"] / max(last - first, 1e-9)}
 
 
-def run_c2m_sweep(warcs: list[str], tmp: str, sizes: list[int], cpus: int) -> tuple[float, list[dict]]:
-    """In-process runs on one local Ray: returns (ray.init seconds, one result per docs_per_shard)."""
+def run_c2m_sweep(warcs: list[str], tmp: str, sizes: list[int], cpus: int) -> tuple[float, list[dict], dict]:
+    """In-process runs on one local Ray: (ray.init seconds, a result per docs_per_shard, a what-if run
+    of the best size with Ray Data's target_max_block_size=1, i.e. one block per shard row)."""
     import ray
+    import ray.data
 
     from pipeline.config import parse_config
     from pipeline.runner import connect, run
@@ -104,9 +111,9 @@ def run_c2m_sweep(warcs: list[str], tmp: str, sizes: list[int], cpus: int) -> tu
     def once(paths: list[str], size: int, name: str) -> dict:
         out = os.path.join(tmp, name)
         config, specs = parse_config(c2m_raw_config(paths, out, size, cpus))
-        started = time.perf_counter()
+        t0 = time.time()
         run(config, specs, show_progress=False)
-        return {"seconds": time.perf_counter() - started, "docs_per_shard": size, **c2m_stats(out)}
+        return {"seconds": time.time() - t0, "docs_per_shard": size, **c2m_stats(out, t0)}
 
     config, _ = parse_config(c2m_raw_config(warcs, os.path.join(tmp, "c2m-init"), 64, cpus))
     started = time.perf_counter()
@@ -114,7 +121,15 @@ def run_c2m_sweep(warcs: list[str], tmp: str, sizes: list[int], cpus: int) -> tu
     init_seconds = time.perf_counter() - started
     try:
         once(cut_warc(warcs[0], os.path.join(tmp, "warmup-warc"), 1, 16), 8, "c2m-warmup")
-        return init_seconds, [once(warcs, size, f"c2m-{size}") for size in sizes]
+        sweep = [once(warcs, size, f"c2m-{size}") for size in sizes]
+        best = min(sweep, key=lambda r: r["seconds"])["docs_per_shard"]
+        context = ray.data.DataContext.get_current()
+        default_block_size, context.target_max_block_size = context.target_max_block_size, 1
+        try:
+            what_if = once(warcs, best, f"c2m-whatif-{best}")
+        finally:
+            context.target_max_block_size = default_block_size
+        return init_seconds, sweep, what_if
     finally:
         ray.shutdown()
 
@@ -125,10 +140,10 @@ def run_c2m_cli(warcs: list[str], tmp: str, size: int, cpus: int) -> dict:
     config_path = os.path.join(tmp, f"c2m-cli-{size}.yaml")
     Path(config_path).write_text(yaml.safe_dump(c2m_raw_config(warcs, out, size, cpus)))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    started = time.perf_counter()
+    t0 = time.time()
     subprocess.run([PIPELINE_CLI, "run", config_path, "--no-progress"], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    return {"seconds": time.perf_counter() - started, "docs_per_shard": size, **c2m_stats(out)}
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return {"seconds": time.time() - t0, "docs_per_shard": size, **c2m_stats(out, t0)}
 
 
 def run_datatrove(warc_dir: str, tmp: str, name: str) -> dict:
@@ -152,22 +167,25 @@ def run_datatrove(warc_dir: str, tmp: str, name: str) -> dict:
     started = time.perf_counter()
     executor.run()
     seconds = time.perf_counter() - started
-    docs, busy = 0, 0
-    for path in glob.glob(os.path.join(logs, "stats", "*.json")):  # one file per task
-        reader = json.load(open(path))[0]["stats"]
-        docs += reader.get("documents", {}).get("total", 0) if isinstance(reader.get("documents"), dict) \
-            else reader.get("documents", 0)
-        busy += reader.get("documents", 0) != 0
+    per_task = [json.load(open(p))[0]["stats"].get("documents", {}).get("total", 0)  # [0]: the reader
+                for p in glob.glob(os.path.join(logs, "stats", "*.json"))]
+    docs, busy = sum(per_task), sum(1 for n in per_task if n)
     written = sum(1 for p in glob.glob(os.path.join(out, "*.jsonl.gz")) for _ in gzip.open(p, "rt"))
     return {"docs": docs, "out": written, "seconds": seconds, "busy_tasks": busy}
 
 
 def print_table(rows: list[tuple[str, dict]], plain: dict, datatrove: dict) -> None:
     rate = lambda r: r["docs"] / r["seconds"]
-    print(f"\n{'system':<44} {'docs':>5} {'text':>5} {'seconds':>8} {'docs/s':>7} {'vs plain':>8} {'vs dt(2f)':>9}")
+    print(f"\n{'system':<50} {'docs':>5} {'text':>5} {'seconds':>8} {'docs/s':>7} {'vs plain':>8} {'vs dt 2f':>8}")
     for name, r in rows:
-        print(f"{name:<44} {r['docs']:>5} {r['out']:>5} {r['seconds']:>8.2f} {rate(r):>7.1f} "
-              f"{rate(r) / rate(plain):>7.2f}x {rate(r) / rate(datatrove):>8.2f}x")
+        print(f"{name:<50} {r['docs']:>5} {r['out']:>5} {r['seconds']:>8.2f} {rate(r):>7.1f} "
+              f"{rate(r) / rate(plain):>7.2f}x {rate(r) / rate(datatrove):>7.2f}x")
+
+
+def print_timeline(name: str, r: dict) -> None:
+    print(f"  {name}: read {r['read_start']:.1f}-{r['read_end']:.1f}s, extract {r['extract_start']:.1f}-"
+          f"{r['extract_end']:.1f}s over {r['shards']} shards ({r['extract_shard_seconds']:.1f} shard-seconds, "
+          f"parallelism {r['extract_parallelism']:.2f}), then {r['seconds'] - r['extract_end']:.1f}s to return")
 
 
 def main() -> None:
@@ -178,45 +196,49 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=2)
     args = parser.parse_args()
     sizes = [int(s) for s in args.shard_sizes.split(",")]
-    logging.getLogger("datatrove").setLevel(logging.WARNING)
     from datatrove.utils.logging import logger as dt_logger
 
-    dt_logger.remove()  # datatrove logs every step to stderr through loguru
+    dt_logger.remove()  # datatrove logs every step through loguru
     with tempfile.TemporaryDirectory(prefix="bench-extract-") as tmp:
-        one = cut_warc(args.warc, os.path.join(tmp, "one"), 1, args.limit) if args.limit else [args.warc]
-        two = cut_warc(args.warc, os.path.join(tmp, "two"), 2, args.limit)
-        if not args.limit:
-            os.makedirs(os.path.join(tmp, "one"))
-            os.symlink(args.warc, os.path.join(tmp, "one", "input.warc.gz"))
+        one_dir = os.path.join(tmp, "one")
+        if args.limit:
+            one = cut_warc(args.warc, one_dir, 1, args.limit)
+        else:  # the file itself, in a folder of its own for datatrove
+            os.makedirs(one_dir)
+            one = [os.path.join(one_dir, "input.warc.gz")]
+            os.symlink(os.path.abspath(args.warc), one[0])
+        two_dir = os.path.join(tmp, "two")
+        cut_warc(args.warc, two_dir, 2, args.limit)
         print(f"input: {args.warc} ({'first %d' % args.limit if args.limit else 'all'} responses); "
-              f"{args.cpus} CPUs; os.cpu_count()={os.cpu_count()}", flush=True)
+              f"{args.cpus} CPUs for crawl2model, 2 workers for datatrove; os.cpu_count()={os.cpu_count()}", flush=True)
 
         plain = run_plain(one)
         print(f"plain loop: {plain}", flush=True)
-        dt_one = run_datatrove(os.path.join(tmp, "one"), tmp, "dt-one")
+        dt_one = run_datatrove(one_dir, tmp, "dt-one")
         print(f"datatrove, 1 file: {dt_one}", flush=True)
-        dt_two = run_datatrove(os.path.join(tmp, "two"), tmp, "dt-two")
+        dt_two = run_datatrove(two_dir, tmp, "dt-two")
         print(f"datatrove, 2 files: {dt_two}", flush=True)
-        init_seconds, sweep = run_c2m_sweep(one, tmp, sizes, args.cpus)
+        init_seconds, sweep, what_if = run_c2m_sweep(one, tmp, sizes, args.cpus)
         print(f"crawl2model ray.init: {init_seconds:.2f}s", flush=True)
-        for r in sweep:
+        for r in [*sweep, what_if]:
             print(f"crawl2model docs_per_shard={r['docs_per_shard']}: {r}", flush=True)
-        best = min(sweep, key=lambda r: r["seconds"])
-        cli = run_c2m_cli(one, tmp, best["docs_per_shard"], args.cpus)
+        cli = run_c2m_cli(one, tmp, what_if["docs_per_shard"], args.cpus)
         print(f"crawl2model CLI: {cli}", flush=True)
 
     rows = [("plain loop (1 process)", plain),
-            ("datatrove, 1 file (1 of 2 tasks busy)", dt_one),
-            ("datatrove, 2 files (cut not timed)", dt_two),
+            (f"datatrove, 1 file ({dt_one['busy_tasks']} of 2 tasks get work)", dt_one),
+            ("datatrove, WARC cut in 2 files (cut not timed)", dt_two),
             *((f"crawl2model run(), docs_per_shard={r['docs_per_shard']}", r) for r in sweep),
-            (f"crawl2model CLI total, docs_per_shard={cli['docs_per_shard']}", cli)]
+            (f"crawl2model CLI total, docs_per_shard={cli['docs_per_shard']}", cli),
+            (f"what-if: run(), {what_if['docs_per_shard']}/shard, 1 row per block", what_if)]
     print_table(rows, plain, dt_two)
-    print(f"\ncrawl2model where the time goes (CLI run, docs_per_shard={cli['docs_per_shard']}, "
-          f"{cli['shards']} shards): total {cli['seconds']:.2f}s; ray.init alone (in-process) {init_seconds:.2f}s; "
-          f"read stage wall {cli['read_wall']}s; extract stage wall {cli['extract_wall']}s "
-          f"(sum over shards {cli['extract_cpu']}s, includes Parquet read+write); "
-          f"stages overlap; the rest is start-up, scheduling and shutdown")
-    print(f"read stage removed: {cli['read_removed'] or 'nothing'}")
+    print(f"\ncrawl2model, where the time goes (seconds from start; ray.init alone took {init_seconds:.2f}s in-process):")
+    for r in sweep:
+        print_timeline(f"run() {r['docs_per_shard']}/shard", r)
+    print_timeline(f"CLI {cli['docs_per_shard']}/shard (incl. imports + Ray start)", cli)
+    print_timeline(f"what-if {what_if['docs_per_shard']}/shard, 1 row per block", what_if)
+    print(f"read stage removed: {cli['read_removed'] or 'nothing'}; datatrove's WarcReader kept "
+          f"{dt_two['docs']} of {plain['docs']} responses (it drops what python-magic does not call text/html)")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
         force: List[str] = typer.Option([], help="re-run this stage and all after it (repeatable)"),
         progress: bool = typer.Option(True, help="show live progress")) -> None:
     """Run (or resume) a pipeline. Finished stages whose config and inputs did not change are skipped."""
-    from pipeline.runner import run as run_pipeline
+    from pipeline.runner import PlanError, run as run_pipeline
 
     run_config, specs = _load(config)
     try:
         manifest = run_pipeline(run_config, specs, address=address, until=until, force=tuple(force),
                                 show_progress=progress)
-    except ValueError as error:
+    except PlanError as error:
         errors.print(f"[red]error:[/] {error}")
         raise typer.Exit(2)
     _print_status(run_config.output_dir, manifest)

@@ -24,6 +24,10 @@ from pipeline.worker import SourceWorker, StageTask, StageWorker, merge_counts, 
 log = logging.getLogger("crawl2model")
 
 
+class PlanError(ValueError):
+    """--until or --force names a stage the config does not have."""
+
+
 @dataclass
 class Plan:
     nodes: list[dag.Node]
@@ -79,7 +83,7 @@ def make_plan(config: RunConfig, specs: list[StageSpec], *, until: str | None = 
     names = [n.name for n in nodes]
     for name in [*force, *([until] if until else [])]:
         if name not in names:
-            raise ValueError(f"no stage named '{name}'; stages: {', '.join(names)}")
+            raise PlanError(f"no stage named '{name}'; stages: {', '.join(names)}")
     files = list_input_files(config)
     fps = dag.fingerprints(nodes, dag.source_fingerprint(config, files))
     wanted = dag.ancestors(nodes, until) if until else set(names)

@@ -1,4 +1,4 @@
-"""Reading web crawls: WARC and ARC files, gzip (per record or whole file), LZ4, zstd or plain.
+"""Reading web crawls: WARC and ARC files, gzip (per record or whole file), LZ4, zstd, bz2 or plain.
 
 `iter_warc_rows` yields one row per HTTP response: a document (drop_reason None) when it is a
 readable HTML page, else a removed row whose drop_reason says why (not_html, truncated, too_large,
@@ -7,11 +7,8 @@ be read at all raises `UnreadableFile`, which the caller reports and skips (or n
 """
 from __future__ import annotations
 
-import bz2
-import codecs
 import hashlib
 import re
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,10 +17,11 @@ from typing import IO, Any, Callable, Iterator
 
 import pyarrow as pa
 from warcio.archiveiterator import ArchiveIterator
-from warcio.bufferedreaders import DecompressingBufferedReader
-from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeadersParser
 from warcio.utils import BUFF_SIZE
+
+from pipeline.charset import decode_html
+from pipeline.compressed import MemberReader, StreamCut, decoders, read_errors
 
 SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -38,7 +36,6 @@ SCHEMA = pa.schema([
 ])
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-MAGIC = {b"\x04\x22\x4d\x18": "lz4", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bz2", b"\x1f\x8b": "gzip"}
 
 
 class UnreadableFile(Exception):
@@ -57,13 +54,13 @@ def iter_warc_rows(path: str, open_binary: Callable[[], IO[bytes]], *, max_recor
     A gzip file is read member by member first (warcio's way, which keeps compressed offsets); if
     that breaks, it is read again as one gzip stream, skipping the records already yielded."""
     progress = _Progress()
-    readers = _readers(open_binary)
+    readers = decoders(open_binary)
     for attempt, decompress in enumerate(readers):
         retry_left = attempt + 1 < len(readers)
         try:
             yield from _read_records(path, open_binary, decompress, progress, max_record_bytes, counts, retry_left)
             return
-        except _read_errors() as error:
+        except read_errors() as error:
             if retry_left:
                 continue  # one gzip stream around the whole file, or records split across members
             message = " ".join(str(error).split()) or type(error).__name__
@@ -83,29 +80,6 @@ class _Progress:
     last_reason: str | None = None  # drop_reason of the last row yielded
 
 
-class _MemberReader(DecompressingBufferedReader):
-    """warcio's reader, made to notice what it lets pass silently: a gzip member cut short at the end
-    of the file (the iteration just ends), and corrupt data inside a member (it prints it, reads on)."""
-
-    cut_short = False
-
-    def _init_decomp(self, decomp_type):
-        super()._init_decomp(decomp_type)
-        self.fed = False  # whether this member's decompressor got any data
-
-    def _decompress(self, data):
-        if self.decompressor is not None and data:
-            self.fed = True
-            if self.num_block_read:  # mid-member: let zlib.error out
-                return self.decompressor.decompress(data)
-        return super()._decompress(data)  # its first block: warcio tells gzip from plain data here
-
-    def close_decompressor(self):
-        if self.decompressor is not None and self.fed and not self.decompressor.eof:
-            self.cut_short = True
-        super().close_decompressor()
-
-
 def _read_records(path: str, open_binary: Callable[[], IO[bytes]], decompress, progress: _Progress,
                   max_record_bytes: int, counts: Counter[str], retry_left: bool) -> Iterator[dict[str, Any]]:
     held = None  # a truncated row kept back while another reader may still read that record whole
@@ -113,7 +87,7 @@ def _read_records(path: str, open_binary: Callable[[], IO[bytes]], decompress, p
         # no_record_parse: the HTTP head is parsed per record in _read_http, so a bad one costs
         # that record only (warcio's own parse error would end the iteration of the whole file)
         iterator = ArchiveIterator(decompress(raw), no_record_parse=True)
-        iterator.reader = reader = _MemberReader(iterator.fh, block_size=BUFF_SIZE)
+        iterator.reader = reader = MemberReader(iterator.fh, block_size=BUFF_SIZE)  # in place of warcio's
         for index, record in enumerate(iterator):
             if held is not None:  # the file goes on after it: the record really is cut short
                 yield _emit(held, "response", progress, counts)
@@ -121,7 +95,9 @@ def _read_records(path: str, open_binary: Callable[[], IO[bytes]], decompress, p
             if index < progress.done:  # already yielded before a retry with another decoder
                 continue
             if index == 0 and record.format == "arc" and record.rec_type != "arc_header":
-                raise UnreadableFile("not a WARC/ARC file: no WARC/ header, and ARC files begin with filedesc://")
+                # warcio reads any line of five words as an ARC header: a text file would give rows
+                raise UnreadableFile("not a readable WARC/ARC file: it begins with neither WARC/ nor an ARC "
+                                     "filedesc:// header")
             if record.format == "warc" and record.length is None:
                 yield _no_length(record, path, iterator, progress)
                 return
@@ -137,7 +113,8 @@ def _read_records(path: str, open_binary: Callable[[], IO[bytes]], decompress, p
         yield _emit(held, "response", progress, counts)
     elif reader.cut_short and progress.last_reason != "read:truncated":
         progress.last_reason = "read:truncated"
-        yield _removed(path, None, "read:truncated", f"the last gzip member is cut short, after {progress.done} records")
+        detail = f"the last gzip member is cut short, after {progress.done} records"
+        yield _removed(path, None, "read:truncated", detail)
 
 
 def _no_length(record, path: str, iterator: ArchiveIterator, progress: _Progress) -> dict[str, Any]:
@@ -145,7 +122,8 @@ def _no_length(record, path: str, iterator: ArchiveIterator, progress: _Progress
     as its block. Nothing after its header means the file was cut inside that header."""
     rest = record.raw_stream.read(1)
     reason = "read:malformed_file" if rest else "read:truncated"
-    detail = f"record without Content-Length after {progress.done} records" + ("" if rest else ": the file ends in its header")
+    detail = f"record without Content-Length after {progress.done} records"
+    detail += "" if rest else ": the file ends in its header"
     progress.last_reason = reason
     return _removed(path, iterator.offset, reason, detail)
 
@@ -157,77 +135,6 @@ def _emit(row: dict[str, Any] | None, rec_type: str, progress: _Progress, counts
     if row is not None:
         progress.last_reason = row["drop_reason"]
     return row
-
-
-def _read_errors() -> tuple[type[BaseException], ...]:
-    """What a damaged file raises while it is read: warcio, gzip/zlib, bz2, lz4 (RuntimeError), zstd."""
-    errors: tuple[type[BaseException], ...] = (ArchiveLoadFailed, OSError, EOFError, ValueError, zlib.error,
-                                               RuntimeError, StreamCut)
-    try:
-        import zstandard
-
-        errors += (zstandard.ZstdError,)
-    except ImportError:
-        pass
-    return errors
-
-
-class StreamCut(Exception):
-    """A compressed file ends inside a gzip member, LZ4/zstd frame or bz2 stream. Not an EOFError:
-    warcio takes that for the clean end of the file and would drop the cut silently."""
-
-
-class _Decoded:
-    """A compressed file decoded block by block with the codec's decompressor objects, one per
-    member or frame: what comes before a cut still reaches warcio (gzip.open and friends would
-    raise and lose their buffer), then the cut raises StreamCut."""
-
-    def __init__(self, fh: IO[bytes], new_decompressor: Callable[[], Any]):
-        self.fh, self.new_decompressor, self.decompressor, self.out = fh, new_decompressor, None, b""
-
-    def read(self, size: int = -1) -> bytes:
-        while not self.out:
-            data = self.fh.read(BUFF_SIZE)
-            if not data:
-                if self.decompressor is not None and not self.decompressor.eof:
-                    raise StreamCut("the compressed file ends before its end marker")
-                return b""
-            self._feed(data)
-        size = len(self.out) if size is None or size < 0 else size
-        chunk, self.out = self.out[:size], self.out[size:]
-        return chunk
-
-    def _feed(self, data: bytes) -> None:
-        while data:
-            if self.decompressor is None or self.decompressor.eof:
-                if not data.strip(b"\0"):
-                    return  # zero padding after the last member, as some writers add
-                self.decompressor = self.new_decompressor()
-            self.out += self.decompressor.decompress(data)
-            data = self.decompressor.unused_data if self.decompressor.eof else b""
-
-    def close(self) -> None:
-        self.fh.close()
-
-
-def _readers(open_binary: Callable[[], IO[bytes]]) -> list[Callable[[IO[bytes]], Any]]:
-    """Decoders to try in order, chosen from the file's magic bytes."""
-    with open_binary() as fh:
-        head = fh.read(4)
-    kind = next((name for magic, name in MAGIC.items() if head.startswith(magic)), "plain")
-    if kind == "lz4":
-        import lz4.frame
-
-        return [lambda fh: _Decoded(fh, lz4.frame.LZ4FrameDecompressor)]
-    if kind == "zstd":
-        import zstandard
-
-        return [lambda fh: _Decoded(fh, lambda: zstandard.ZstdDecompressor().decompressobj())]
-    if kind == "bz2":
-        return [lambda fh: _Decoded(fh, bz2.BZ2Decompressor)]
-    if kind == "gzip":  # warcio reads per-record gzip itself; a whole-file gzip needs a stream
-        return [lambda fh: fh, lambda fh: _Decoded(fh, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS))]
-    return [lambda fh: fh]
 
 
 def _response_row(record, path: str, iterator: ArchiveIterator, max_record_bytes: int) -> dict[str, Any]:
@@ -333,52 +240,6 @@ def _is_html(content_type: str, body: bytes) -> bool:
         return False
     head = body[:1024].lstrip().lower()  # no or a generic type: sniff the markup
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) or b"<html" in head
-
-
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([\w.:-]+)""", re.I)
-# labels browsers decode as a superset (WHATWG Encoding): pages rely on the extra characters
-_WHATWG_ALIASES = {"iso-8859-1": "cp1252", "latin-1": "cp1252", "latin1": "cp1252", "ascii": "cp1252",
-                   "us-ascii": "cp1252", "iso-8859-9": "cp1254", "tis-620": "cp874", "iso-8859-11": "cp874",
-                   "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis": "cp932",
-                   "windows-31j": "cp932", "euc-kr": "cp949", "big5": "big5hkscs", "gb2312": "gb18030",
-                   "gbk": "gb18030", "x-user-defined": "cp1252"}
-
-
-def decode_html(body: bytes, declared: str | None) -> tuple[str, str]:
-    """Decode page bytes: BOM, HTTP charset, <meta charset>, strict UTF-8, then detection.
-    Undecodable bytes become U+FFFD rather than failing the document."""
-    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
-        if body.startswith(bom):
-            return body.decode(name, "replace").lstrip("\ufeff"), name
-    meta = _META_CHARSET.search(body[:4096])
-    meta_codec = _codec(meta.group(1).decode("ascii", "ignore") if meta else None)
-    if meta_codec and meta_codec.startswith(("utf-16", "utf-32")):
-        meta_codec = "utf-8"  # a <meta> readable as ASCII bytes is not UTF-16 (as browsers rule)
-    declared_codecs = [c for c in (_codec(declared), meta_codec) if c]
-    for name in [*declared_codecs, "utf-8"]:
-        try:
-            return body.decode(name), name
-        except UnicodeDecodeError:
-            pass  # a wrong declaration is common: try the next, then detection
-    if declared_codecs:  # a few bad bytes in a declared page: keep the declaration, mark the bytes
-        text = body.decode(declared_codecs[0], "replace")
-        if text.count("\ufffd") <= max(1, len(text) // 100):  # one bad byte in a short page is still no reason
-            return text, declared_codecs[0]
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(body[:65536]).best()
-    name = _codec(best.encoding if best else None) or "utf-8"
-    return body.decode(name, "replace"), name
-
-
-def _codec(name: str | None) -> str | None:
-    if not name:
-        return None
-    name = _WHATWG_ALIASES.get(name.lower(), name.lower())
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return None
 
 
 def _parse_date(value: str | None) -> datetime | None:

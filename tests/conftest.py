@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,3 +40,21 @@ def local_ray():
              runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
     yield ray
     ray.shutdown()
+
+
+def kill_session(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with start_new_session=True and everything it started (Ray's
+    raylet, GCS, workers), as a crash or an out-of-memory kill would."""
+    session = os.getsid(process.pid)
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            if os.getsid(pid) == session:
+                os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    process.wait()
+
+
+@pytest.fixture(scope="session")
+def killer():
+    return kill_session

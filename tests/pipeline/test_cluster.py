@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ ENV = {**os.environ, "RAY_AUTH_MODE": "token"}  # `ray start` clusters want a to
 
 
 @pytest.fixture
-def cluster():
+def cluster(killer):
     """A one-node cluster in its own process session, torn down by killing that session."""
     port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay short
@@ -49,22 +48,11 @@ def cluster():
             break
         time.sleep(1)
     else:
-        _kill_session(process)
+        killer(process)
         pytest.fail("ray start --head did not come up within 60 s")
     yield address
-    _kill_session(process)
+    killer(process)
     shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _kill_session(process: subprocess.Popen) -> None:
-    session = os.getsid(process.pid)
-    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
-        try:
-            if os.getsid(pid) == session:
-                os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    process.wait()
 
 
 def test_run_on_a_cluster_gives_the_same_shards(local_ray, cluster, tmp_path):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -86,7 +85,7 @@ def test_example_runs_end_to_end_and_then_is_cached(local_ray, tmp_path):
     assert mtimes(tmp_path / "demo") == before
 
 
-def test_killed_run_resumes_to_the_same_shards(local_ray, tmp_path, crawl):
+def test_killed_run_resumes_to_the_same_shards(local_ray, killer, tmp_path, crawl):
     def config(out: str) -> dict:
         return {"name": "kill", "output_dir": str(tmp_path / out), "seed": 1,
                 "input": {"warc": crawl, "docs_per_shard": 4},
@@ -100,7 +99,7 @@ def test_killed_run_resumes_to_the_same_shards(local_ray, tmp_path, crawl):
     deadline = time.time() + 120
     while time.time() < deadline and len(list(done_dir.glob("*.json"))) < 3:
         time.sleep(0.05)
-    _kill_session(process)
+    killer(process)
     finished_before = {p.name: p.stat().st_mtime_ns for p in done_dir.glob("*.json")}
     assert 3 <= len(finished_before) < 30, "the run was not killed part-way"
 
@@ -109,18 +108,6 @@ def test_killed_run_resumes_to_the_same_shards(local_ray, tmp_path, crawl):
     straight = run_config(write_config(tmp_path, config("straight"), "straight.yaml"))
     assert shard_hashes(resumed) == shard_hashes(straight)
     assert len(shard_hashes(straight)) > 30
-
-
-def _kill_session(process: subprocess.Popen) -> None:
-    """SIGKILL the run and every process it started (Ray's raylet, workers), as a crash would."""
-    session = os.getsid(process.pid)
-    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
-        try:
-            if os.getsid(pid) == session:
-                os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    process.wait()
 
 
 def test_force_until_and_changed_options(local_ray, tmp_path, crawl):

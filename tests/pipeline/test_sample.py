@@ -1,7 +1,6 @@
 """Tests for the deterministic sample crawl (pipeline/sample.py)."""
 
 import re
-from pathlib import Path
 
 import pytest
 import trafilatura

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.stage import DROP_REASON
-from pipeline.warc import decode_html
+from pipeline.charset import decode_html
 from stages.extract import DROP_DETAIL, Extract, ExtractConfig
 
 PARAGRAPHS = [
