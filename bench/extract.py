@@ -4,12 +4,13 @@
 
 Systems, all over the same WARC (default: the 1032-response trafilatura eval set):
   plain      one process: warcio ArchiveIterator + trafilatura.extract with ExtractConfig's defaults
+             (pages decoded to str with pipeline.charset.decode_html, as the read stage does)
   crawl2model  `pipeline run` (read + extract stages) on a local Ray with --cpus CPUs; a sweep of
              docs_per_shard timed in-process after ray.init (Ray start-up excluded, workers warmed by a
              tiny run first), then the best size once more through the CLI, timed whole (Ray start included)
   datatrove  WarcReader + Trafilatura + JsonlWriter on LocalPipelineExecutor(tasks=2, workers=2); once on
              the one file (datatrove splits by file: one task gets all the work) and once on the WARC cut
-             into 2 files (cutting not timed). datatrove needs faust-cchardet and python-magic.
+             into 2 files (cutting not timed). Needs faust-cchardet, python-magic and orjson.
 docs = documents handed to the extractor; docs/s = docs / seconds. `--limit N` keeps the first N responses.
 """
 from __future__ import annotations
@@ -18,7 +19,6 @@ import argparse
 import glob
 import gzip
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 from warcio.archiveiterator import ArchiveIterator
 
-DEFAULT_WARC = "/work/shared/data/warc/trafilatura-eval-990.warc.gz"
+DEFAULT_WARC = str(Path(__file__).resolve().parents[2] / "shared/data/warc/trafilatura-eval-990.warc.gz")
 PIPELINE_CLI = str(Path(sys.executable).with_name("pipeline"))
 
 
@@ -59,9 +59,9 @@ def cut_warc(src: str, dest: str, parts: int, limit: int | None) -> list[str]:
 
 def run_plain(warcs: list[str]) -> dict:
     """The baseline: one process, no shards, same extraction options as the extract stage."""
-    import trafilatura
+    import trafilatura  # noqa: F401  (imported before the clock starts)
 
-    from pipeline.warc import decode_html
+    from pipeline.charset import decode_html
     from stages.extract import ExtractConfig, trafilatura_extract
 
     config, docs, texts = ExtractConfig(), 0, 0
@@ -71,12 +71,10 @@ def run_plain(warcs: list[str]) -> dict:
             for record in ArchiveIterator(fh):
                 if record.rec_type != "response":
                     continue
-                http = record.http_headers
                 html, _ = decode_html(record.content_stream().read(), None)  # as the read stage decodes
                 url = record.rec_headers.get_header("WARC-Target-URI")
                 docs += 1
                 texts += bool(trafilatura_extract(html, url, config))
-    assert trafilatura  # imported before the clock starts
     return {"docs": docs, "out": texts, "seconds": time.perf_counter() - started}
 
 
@@ -86,11 +84,20 @@ def c2m_raw_config(warcs: list[str], out: str, docs_per_shard: int, cpus: int) -
             "stages": [{"name": "extract", "type": "extract"}]}
 
 
+def load_json(path: str):
+    return json.loads(Path(path).read_text())
+
+
+def count_lines(path: str) -> int:
+    with gzip.open(path, "rt") as fh:
+        return sum(1 for _ in fh)
+
+
 def c2m_stats(out: str, t0: float) -> dict:
     """Counts from stages/*/stats.json, and a timeline (seconds after t0) from the _done records."""
-    read, extract = (json.load(open(os.path.join(out, "stages", s, "stats.json"))) for s in ("read", "extract"))
-    done = [json.load(open(p)) for p in glob.glob(os.path.join(out, "stages", "extract", "_done", "*.json"))]
-    read_done = [json.load(open(p)) for p in glob.glob(os.path.join(out, "stages", "read", "_done", "*.json"))]
+    read, extract = (load_json(os.path.join(out, "stages", s, "stats.json")) for s in ("read", "extract"))
+    done = [load_json(p) for p in glob.glob(os.path.join(out, "stages", "extract", "_done", "*.json"))]
+    read_done = [load_json(p) for p in glob.glob(os.path.join(out, "stages", "read", "_done", "*.json"))]
     first, last = min(r["started"] for r in done), max(r["finished"] for r in done)
     return {"docs": extract["docs_in"], "out": extract["docs_out"], "shards": extract["shards"],
             "read_removed": read["removed_by_reason"], "extract_shard_seconds": extract["cpu_seconds"],
@@ -99,11 +106,9 @@ def c2m_stats(out: str, t0: float) -> dict:
             "extract_parallelism": extract["cpu_seconds"] / max(last - first, 1e-9)}
 
 
-def run_c2m_sweep(warcs: list[str], tmp: str, sizes: list[int], cpus: int) -> tuple[float, list[dict], dict]:
-    """In-process runs on one local Ray: (ray.init seconds, a result per docs_per_shard, a what-if run
-    of the best size with Ray Data's target_max_block_size=1, i.e. one block per shard row)."""
+def run_c2m_sweep(warcs: list[str], tmp: str, sizes: list[int], cpus: int) -> tuple[float, list[dict]]:
+    """In-process runs on one local Ray: (ray.init seconds, a result per docs_per_shard)."""
     import ray
-    import ray.data
 
     from pipeline.config import parse_config
     from pipeline.runner import connect, run
@@ -121,15 +126,7 @@ def run_c2m_sweep(warcs: list[str], tmp: str, sizes: list[int], cpus: int) -> tu
     init_seconds = time.perf_counter() - started
     try:
         once(cut_warc(warcs[0], os.path.join(tmp, "warmup-warc"), 1, 16), 8, "c2m-warmup")
-        sweep = [once(warcs, size, f"c2m-{size}") for size in sizes]
-        best = min(sweep, key=lambda r: r["seconds"])["docs_per_shard"]
-        context = ray.data.DataContext.get_current()
-        default_block_size, context.target_max_block_size = context.target_max_block_size, 1
-        try:
-            what_if = once(warcs, best, f"c2m-whatif-{best}")
-        finally:
-            context.target_max_block_size = default_block_size
-        return init_seconds, sweep, what_if
+        return init_seconds, [once(warcs, size, f"c2m-{size}") for size in sizes]
     finally:
         ray.shutdown()
 
@@ -167,10 +164,10 @@ def run_datatrove(warc_dir: str, tmp: str, name: str) -> dict:
     started = time.perf_counter()
     executor.run()
     seconds = time.perf_counter() - started
-    per_task = [json.load(open(p))[0]["stats"].get("documents", {}).get("total", 0)  # [0]: the reader
+    per_task = [load_json(p)[0]["stats"].get("documents", {}).get("total", 0)  # [0]: the reader
                 for p in glob.glob(os.path.join(logs, "stats", "*.json"))]
     docs, busy = sum(per_task), sum(1 for n in per_task if n)
-    written = sum(1 for p in glob.glob(os.path.join(out, "*.jsonl.gz")) for _ in gzip.open(p, "rt"))
+    written = sum(count_lines(p) for p in glob.glob(os.path.join(out, "*.jsonl.gz")))
     return {"docs": docs, "out": written, "seconds": seconds, "busy_tasks": busy}
 
 
@@ -209,7 +206,7 @@ def main() -> None:
             os.symlink(os.path.abspath(args.warc), one[0])
         two_dir = os.path.join(tmp, "two")
         cut_warc(args.warc, two_dir, 2, args.limit)
-        print(f"input: {args.warc} ({'first %d' % args.limit if args.limit else 'all'} responses); "
+        print(f"input: {args.warc} ({f'first {args.limit}' if args.limit else 'all'} responses); "
               f"{args.cpus} CPUs for crawl2model, 2 workers for datatrove; os.cpu_count()={os.cpu_count()}", flush=True)
 
         plain = run_plain(one)
@@ -218,25 +215,24 @@ def main() -> None:
         print(f"datatrove, 1 file: {dt_one}", flush=True)
         dt_two = run_datatrove(two_dir, tmp, "dt-two")
         print(f"datatrove, 2 files: {dt_two}", flush=True)
-        init_seconds, sweep, what_if = run_c2m_sweep(one, tmp, sizes, args.cpus)
+        init_seconds, sweep = run_c2m_sweep(one, tmp, sizes, args.cpus)
         print(f"crawl2model ray.init: {init_seconds:.2f}s", flush=True)
-        for r in [*sweep, what_if]:
+        for r in sweep:
             print(f"crawl2model docs_per_shard={r['docs_per_shard']}: {r}", flush=True)
-        cli = run_c2m_cli(one, tmp, what_if["docs_per_shard"], args.cpus)
+        best = min(sweep, key=lambda r: r["seconds"])["docs_per_shard"]
+        cli = run_c2m_cli(one, tmp, best, args.cpus)
         print(f"crawl2model CLI: {cli}", flush=True)
 
     rows = [("plain loop (1 process)", plain),
             (f"datatrove, 1 file ({dt_one['busy_tasks']} of 2 tasks get work)", dt_one),
             ("datatrove, WARC cut in 2 files (cut not timed)", dt_two),
             *((f"crawl2model run(), docs_per_shard={r['docs_per_shard']}", r) for r in sweep),
-            (f"crawl2model CLI total, docs_per_shard={cli['docs_per_shard']}", cli),
-            (f"what-if: run(), {what_if['docs_per_shard']}/shard, 1 row per block", what_if)]
+            (f"crawl2model CLI total, docs_per_shard={cli['docs_per_shard']}", cli)]
     print_table(rows, plain, dt_two)
     print(f"\ncrawl2model, where the time goes (seconds from start; ray.init alone took {init_seconds:.2f}s in-process):")
     for r in sweep:
         print_timeline(f"run() {r['docs_per_shard']}/shard", r)
     print_timeline(f"CLI {cli['docs_per_shard']}/shard (incl. imports + Ray start)", cli)
-    print_timeline(f"what-if {what_if['docs_per_shard']}/shard, 1 row per block", what_if)
     print(f"read stage removed: {cli['read_removed'] or 'nothing'}; datatrove's WarcReader kept "
           f"{dt_two['docs']} of {plain['docs']} responses (it drops what python-magic does not call text/html)")
 

@@ -46,10 +46,9 @@ def config_fingerprint(config: RunConfig) -> str:
 
 def source_fingerprint(config: RunConfig, files: list[InputFile]) -> str:
     """Input options, the reader's code, and each file's identity (path, size, modification)."""
-    import pipeline.sources
-    import pipeline.warc
+    from pipeline import charset, compressed, sources, warc
 
-    code = [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in (pipeline.sources, pipeline.warc)]
+    code = [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in (sources, warc, compressed, charset)]
     inputs = config.input.model_dump(mode="json")
     identity = []
     if config.input.sample is not None:  # generated from the seed: its parameters are its identity

@@ -19,7 +19,7 @@ from pipeline import dag, shards
 from pipeline.config import SOURCE, RunConfig, StageSpec
 from pipeline.progress import Progress
 from pipeline.sources import InputFile, list_input_files
-from pipeline.worker import SourceWorker, StageTask, StageWorker, merge_counts, run_stage_task
+from pipeline.worker import StageTask, StageWorker, merge_counts, run_source_task, run_stage_task
 
 log = logging.getLogger("crawl2model")
 
@@ -34,6 +34,7 @@ class Plan:
     fingerprints: dict[str, str]
     to_run: set[str]
     cached: set[str]
+    forced: set[str]  # named by --force, and everything after them
     files: list[InputFile]
     tasks: dict[str, StageTask] = field(default_factory=dict)
 
@@ -41,9 +42,9 @@ class Plan:
 def run(config: RunConfig, specs: list[StageSpec], *, address: str | None = None, until: str | None = None,
         force: tuple[str, ...] = (), show_progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the pipeline; returns the manifest. Config must come from `load_config`."""
-    plan = make_plan(config, specs, until=until, force=force)
     manifest = _load_manifest(config)
-    _prepare_dirs(config, plan, force)
+    plan = make_plan(config, specs, manifest, until=until, force=force)
+    _prepare_dirs(config, plan)
     shards.write_bytes_atomic(shards.join(config.output_dir, "config.yaml"),
                               yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).encode())
     previous = manifest["stages"]
@@ -77,8 +78,9 @@ def run(config: RunConfig, specs: list[StageSpec], *, address: str | None = None
     return manifest
 
 
-def make_plan(config: RunConfig, specs: list[StageSpec], *, until: str | None = None,
+def make_plan(config: RunConfig, specs: list[StageSpec], manifest: dict[str, Any], *, until: str | None = None,
               force: tuple[str, ...] = ()) -> Plan:
+    """Which stages run: those wanted (--until), not forced, and not finished under the same fingerprint."""
     nodes = dag.build_nodes(specs)
     names = [n.name for n in nodes]
     for name in [*force, *([until] if until else [])]:
@@ -88,9 +90,8 @@ def make_plan(config: RunConfig, specs: list[StageSpec], *, until: str | None = 
     fps = dag.fingerprints(nodes, dag.source_fingerprint(config, files))
     wanted = dag.ancestors(nodes, until) if until else set(names)
     forced = dag.descendants(nodes, set(force))
-    manifest = _load_manifest(config)
     cached = {n for n in wanted if n not in forced and _is_cached(manifest["stages"].get(n), fps[n])}
-    plan = Plan(nodes, fps, wanted - cached, cached, files)
+    plan = Plan(nodes, fps, wanted - cached, cached, forced, files)
     for node in nodes:
         plan.tasks[node.name] = StageTask(node.name, node.stage_type, node.options, fps[node.name],
                                           dag.stage_dir(config, node.name))
@@ -103,14 +104,13 @@ def _is_cached(entry: dict | None, fingerprint: str) -> bool:
     return all(shards.exists(f["path"]) for f in entry.get("kept", []))
 
 
-def _prepare_dirs(config: RunConfig, plan: Plan, force: tuple[str, ...]) -> None:
+def _prepare_dirs(config: RunConfig, plan: Plan) -> None:
     """Clear a stage's directory when its fingerprint changed or it is forced; keep it to resume."""
-    forced = dag.descendants(plan.nodes, set(force))
     for name in plan.to_run:
         directory = dag.stage_dir(config, name)
         marker = shards.join(directory, "_fingerprint.json")
         previous = shards.read_json(marker)
-        if name in forced or not previous or previous.get("fingerprint") != plan.fingerprints[name]:
+        if name in plan.forced or not previous or previous.get("fingerprint") != plan.fingerprints[name]:
             shards.remove_tree(directory)
             shards.write_json(marker, {"fingerprint": plan.fingerprints[name]})
 
@@ -140,6 +140,8 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[dag.Node], manifest: d
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours (pipeline.progress) counts documents per stage
+    context.target_max_block_size = 1  # a block per shard row: else Ray Data packs a file's shards into
+    # one block and a single task extracts them one after another while the other cores idle
     for handler in logging.getLogger("ray.data").handlers:  # its console chatter, not its log file
         if "File" not in type(handler).__name__:
             handler.setLevel(logging.WARNING)
@@ -152,10 +154,12 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[dag.Node], manifest: d
     if first.name == SOURCE:
         items = [{"index": f.index, "kind": f.kind, "path": f.path} for f in plan.files]
         dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+        # The reader asks no CPU of Ray: it is light (decompression, I/O) next to the stages it
+        # feeds, so both cores extract while it reads; at most one reader per core runs at once.
         dataset = dataset.map_batches(
-            SourceWorker, batch_size=1, num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(len(items), cpus))),
-            fn_constructor_kwargs={"task": plan.tasks[SOURCE], "inputs": config.input.model_dump(mode="json")})
+            run_source_task, batch_size=1, num_cpus=0,
+            compute=ray.data.TaskPoolStrategy(size=max(1, min(len(items), cpus))),
+            fn_kwargs={"task": plan.tasks[SOURCE], "inputs": config.input.model_dump(mode="json")})
         rest = chain[1:]
     else:
         items = _input_units(first, plan)

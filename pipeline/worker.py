@@ -182,44 +182,48 @@ class SourceWorker:
         self.task = task
         self.inputs = InputConfig.model_validate(inputs)
 
-    def run_file(self, index: int, kind: str, path: str) -> dict[str, Any]:
+    def run_file(self, index: int, kind: str, path: str) -> Iterator[dict[str, Any]]:
+        """Yield each shard's output (with its own counts) as soon as it is written, so the next
+        stage starts on it while the file is still being read; the done record comes last."""
         from pipeline.sources import InputFile, read_chunks
         from pipeline.warc import UnreadableFile
 
         unit = f"{index:05d}"
         done = self.task.finished(unit)
         if done:
-            return done
+            yield from done["outputs"]
+            return
         started, counts, outputs, skipped = time.time(), Counter(), [], None
-        docs_in = docs_out = bytes_out = 0
-        reasons: Counter[str] = Counter()
         try:
             for number, chunk in enumerate(read_chunks(InputFile(index, kind, path), self.inputs, counts)):
-                outputs.append(write_unit(self.task, f"{unit}-{number:05d}", chunk.kept, chunk.removed))
-                removed_rows = chunk.removed.num_rows if chunk.removed is not None else 0
-                docs_in += chunk.kept.num_rows + removed_rows
-                docs_out += chunk.kept.num_rows
-                bytes_out += content_bytes(chunk.kept)
-                reasons.update(reason_counts(chunk.removed))
+                output = write_unit(self.task, f"{unit}-{number:05d}", chunk.kept, chunk.removed)
+                removed = chunk.removed.num_rows if chunk.removed is not None else 0
+                output.update(docs_in=chunk.kept.num_rows + removed, docs_out=chunk.kept.num_rows,
+                              bytes_out=content_bytes(chunk.kept), removed_by_reason=reason_counts(chunk.removed))
+                outputs.append(output)
+                yield output
         except UnreadableFile as error:
             if self.inputs.strict:
                 raise
             skipped = str(error)
+        bytes_out = sum(o["bytes_out"] for o in outputs)
         record = {
             "fingerprint": self.task.fingerprint, "unit": unit, "input": path, "outputs": outputs,
-            "docs_in": docs_in, "docs_out": docs_out, "removed_by_reason": dict(reasons),
-            "bytes_in": bytes_out, "bytes_out": bytes_out, "counters": {f"records:{k}": v for k, v in counts.items()},
+            "docs_in": sum(o["docs_in"] for o in outputs), "docs_out": sum(o["docs_out"] for o in outputs),
+            "removed_by_reason": merge_counts(outputs, "removed_by_reason"), "bytes_in": bytes_out,
+            "bytes_out": bytes_out, "counters": {f"records:{k}": v for k, v in counts.items()},
             "skipped": skipped, "started": started, "finished": time.time(),
         }
         shards.write_json(self.task.done_path(unit), record)
-        return record
 
     def __call__(self, batch: dict[str, list]) -> Iterator[dict[str, list]]:
-        """Ray Data entry point: a row per input file in, a row per shard out (streamed)."""
+        """Ray Data entry point: a row per input file in, a row per shard out, each as it is written."""
         for row in _rows(batch):
-            record = self.run_file(int(row["index"]), str(row["kind"]), str(row["path"]))
-            report = json.dumps({self.task.name: summary(record)})
-            units = [o["unit"] for o in record["outputs"]]
-            paths = [o["kept"]["path"] for o in record["outputs"]]
-            if units:  # the file's counts ride on its first shard only, so the driver counts them once
-                yield {"unit": units, "path": paths, "report": [report] + ["{}"] * (len(units) - 1)}
+            for output in self.run_file(int(row["index"]), str(row["kind"]), str(row["path"])):
+                report = json.dumps({self.task.name: summary(output)})
+                yield {"unit": [output["unit"]], "path": [output["kept"]["path"]], "report": [report]}
+
+
+def run_source_task(batch: dict[str, list], task: StageTask, inputs: dict[str, Any]) -> Iterator[dict[str, list]]:
+    """Task-pool entry point of the reader."""
+    yield from SourceWorker(task, inputs)(batch)
