@@ -56,8 +56,9 @@ def write_parquet(path: str, table: pa.Table) -> FileInfo:
 
 def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
     fs, local = _fs(path)
-    with fs.open(local, "rb") as fh:
-        return pq.read_table(fh, columns=columns)
+    # pyarrow opens it through the filesystem itself: reading from a Python file object instead
+    # can abort the interpreter at exit (a reader thread outliving it)
+    return pq.read_table(local, columns=columns, filesystem=fs)
 
 
 def write_json(path: str, obj: Any) -> None:

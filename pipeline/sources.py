@@ -34,7 +34,7 @@ class InputFile:
 
 @dataclass
 class Chunk:
-    """One shard's worth of a file: documents kept, rows removed, and counts for stats."""
+    """One shard's worth of a file: the documents, and the rows that could not be documents."""
 
     kept: pa.Table
     removed: pa.Table | None
@@ -81,10 +81,16 @@ def source_columns(inputs: InputConfig) -> set[str]:
     return columns or set()
 
 
+def _parquet_file(path: str, inputs: InputConfig) -> pq.ParquetFile:
+    """Opened by pyarrow through the filesystem (a Python file object can abort the interpreter at exit)."""
+    fs, local = fsspec.core.url_to_fs(path, **inputs.storage_options)
+    return pq.ParquetFile(local, filesystem=fs)
+
+
 def _peek_columns(kind: str, path: str, inputs: InputConfig) -> list[str]:
+    if kind == "parquet":
+        return _parquet_file(path, inputs).schema_arrow.names
     with fsspec.open(path, "rb", compression="infer", **inputs.storage_options) as fh:
-        if kind == "parquet":
-            return pq.ParquetFile(fh).schema_arrow.names
         for line in fh:
             if line.strip():
                 return list(json.loads(line))
@@ -162,19 +168,17 @@ def _as_document(row: dict[str, Any], key: str, source: str, inputs: InputConfig
 
 def _parquet_chunks(file: InputFile, inputs: InputConfig) -> Iterator[Chunk]:
     name = PurePosixPath(file.path).name
-    with fsspec.open(file.path, "rb", **inputs.storage_options) as fh:
-        parquet = pq.ParquetFile(fh)
-        start = 0
-        for batch in parquet.iter_batches(batch_size=inputs.docs_per_shard):
-            table = pa.Table.from_batches([batch])
-            if inputs.text_column != "text":
-                table = table.rename_columns(["text" if c == inputs.text_column else c for c in table.column_names])
-            ids = [warc.doc_id(f"{name}:{start + i}") for i in range(table.num_rows)]
-            if inputs.id_column in table.column_names:
-                given = table.column(inputs.id_column).cast(pa.string())
-                table = table.drop_columns([inputs.id_column])
-                ids = [g if g is not None else d for g, d in zip(given.to_pylist(), ids)]
-            table = table.append_column("id", pa.array(ids, pa.string()))
-            table = table.append_column("source", pa.array([file.path] * table.num_rows, pa.string()))
-            start += table.num_rows
-            yield Chunk(kept=table, removed=None)
+    start = 0
+    for batch in _parquet_file(file.path, inputs).iter_batches(batch_size=inputs.docs_per_shard):
+        table = pa.Table.from_batches([batch])
+        if inputs.text_column != "text":
+            table = table.rename_columns(["text" if c == inputs.text_column else c for c in table.column_names])
+        ids = [warc.doc_id(f"{name}:{start + i}") for i in range(table.num_rows)]
+        if inputs.id_column in table.column_names:
+            given = table.column(inputs.id_column).cast(pa.string())
+            table = table.drop_columns([inputs.id_column])
+            ids = [g if g is not None else d for g, d in zip(given.to_pylist(), ids)]
+        table = table.append_column("id", pa.array(ids, pa.string()))
+        table = table.append_column("source", pa.array([file.path] * table.num_rows, pa.string()))
+        start += table.num_rows
+        yield Chunk(kept=table, removed=None)
