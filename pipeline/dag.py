@@ -40,6 +40,10 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _source_hashes(*modules) -> list[str]:
+    return [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in modules]
+
+
 def config_fingerprint(config: RunConfig) -> str:
     return _digest(config.model_dump(mode="json"))
 
@@ -48,13 +52,14 @@ def source_fingerprint(config: RunConfig, files: list[InputFile]) -> str:
     """Input options, the reader's code, and each file's identity (path, size, modification)."""
     from pipeline import charset, compressed, sources, warc
 
-    code = [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in (sources, warc, compressed, charset)]
+    code = _source_hashes(sources, warc, compressed, charset)
     inputs = config.input.model_dump(mode="json")
     identity = []
     if config.input.sample is not None:  # generated from the seed: its parameters are its identity
-        import pipeline.sample
+        from pipeline import sample, sample_text
 
-        identity.append(["sample", config.seed, hashlib.sha256(Path(pipeline.sample.__file__).read_bytes()).hexdigest()])
+        code += _source_hashes(sample, sample_text)
+        identity.append(["sample", config.seed])
     sample_dir = str(Path(config.output_dir) / "sample")
     for file in files:
         if file.path.startswith(sample_dir):
