@@ -19,7 +19,7 @@ from pipeline import dag, shards
 from pipeline.config import SOURCE, RunConfig, StageSpec
 from pipeline.progress import Progress
 from pipeline.sources import InputFile, list_input_files
-from pipeline.worker import StageTask, StageWorker, merge_counts, run_source_task, run_stage_task
+from pipeline.worker import StageTask, StageWorker, merge_counts, merge_histograms, run_source_task, run_stage_task
 
 log = logging.getLogger("crawl2model")
 
@@ -223,6 +223,7 @@ def _finish_stage(config: RunConfig, plan: Plan, node: dag.Node, manifest: dict)
                               - min((r["started"] for r in records), default=0), 3),
         "cpu_seconds": round(sum(r["finished"] - r["started"] for r in records), 3),
         "counters": merge_counts(records, "counters"),
+        "histograms": merge_histograms(records),
     }
     if node.name == SOURCE:
         stats["files"] = len(records)

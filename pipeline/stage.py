@@ -57,6 +57,20 @@ class Stage:
     def __init__(self, config: StageConfig | None = None):
         self.config = config if config is not None else self.Config()
         self.counters: Counter[str] = Counter()  # extra per-stage counts, summed into stats.json
+        self.histograms: dict[str, dict[str, list]] = {}  # measured values, binned; summed into stats.json
+
+    def observe(self, metric: str, values, edges: list[float]) -> None:
+        """Count `values` into the bins of `edges` (a value v lands in the last bin whose edge <= v),
+        so stats.json shows how close a corpus sits to each threshold. Fixed edges make the
+        histograms of all workers add up."""
+        import numpy as np
+
+        values = np.asarray(values, dtype=float)
+        values = values[~np.isnan(values)]
+        bins = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 1)
+        counts = np.bincount(bins, minlength=len(edges))
+        entry = self.histograms.setdefault(metric, {"edges": list(edges), "counts": [0] * len(edges)})
+        entry["counts"] = [a + int(b) for a, b in zip(entry["counts"], counts)]
 
     def setup(self) -> None:
         """Load what every batch needs (models, word lists). Called once per worker."""

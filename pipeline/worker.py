@@ -120,13 +120,15 @@ class StageWorker:
         started = time.time()
         table = shards.read_parquet(input_path)
         self.stage.counters.clear()
+        self.stage.histograms.clear()
         kept, removed = apply_stage(self.stage, table, self.task.name)
         record = {
             "fingerprint": self.task.fingerprint, "unit": unit, "input": input_path,
             "outputs": [write_unit(self.task, unit, kept, removed)],
             "docs_in": table.num_rows, "docs_out": kept.num_rows, "removed_by_reason": reason_counts(removed),
             "bytes_in": content_bytes(table), "bytes_out": content_bytes(kept),
-            "counters": dict(self.stage.counters), "started": started, "finished": time.time(),
+            "counters": dict(self.stage.counters), "histograms": self.stage.histograms,
+            "started": started, "finished": time.time(),
         }
         shards.write_json(self.task.done_path(unit), record)
         return record
@@ -160,6 +162,16 @@ def _rows(batch: dict[str, list]) -> Iterator[dict[str, Any]]:
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
     return {key: [row[key] for row in rows] for key in ("unit", "path", "report")}
+
+
+def merge_histograms(records: list[dict[str, Any]]) -> dict[str, dict[str, list]]:
+    """Sum the histograms of several units (their edges are fixed per metric)."""
+    total: dict[str, dict[str, list]] = {}
+    for record in records:
+        for metric, entry in (record.get("histograms") or {}).items():
+            into = total.setdefault(metric, {"edges": entry["edges"], "counts": [0] * len(entry["counts"])})
+            into["counts"] = [a + b for a, b in zip(into["counts"], entry["counts"])]
+    return dict(sorted(total.items()))
 
 
 def merge_counts(records: list[dict[str, Any]], key: str) -> dict[str, int]:

@@ -58,3 +58,43 @@ def kill_session(process: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def killer():
     return kill_session
+
+
+@pytest.fixture(scope="session")
+def eval_pages(shared_data):
+    """(url, html, with-snippets, without-snippets) for the 990 annotated pages of
+    html-trafilatura-eval, decoded as the pipeline decodes."""
+    import gzip
+    import json
+
+    from pipeline.charset import decode_html
+
+    root = shared_data / "html-trafilatura-eval"
+    annotations = json.loads((root / "evaldata.json").read_text(encoding="utf-8"))
+    pages = []
+    for url, item in annotations.items():
+        path = next((p for p in (root / "eval" / f"{item['file']}.gz", root / "cache" / f"{item['file']}.gz")
+                     if p.exists()), None)
+        assert path is not None, f"page file {item['file']} for {url} is in neither eval/ nor cache/"
+        html, _ = decode_html(gzip.decompress(path.read_bytes()), None)
+        pages.append((url, html, item["with"], item["without"]))
+    return pages
+
+
+@pytest.fixture(scope="session")
+def extracted_pages(eval_pages):
+    """The eval pages through the default `extract` stage (url, text, drop_reason), in two
+    processes; computed once per session for every test that needs real extracted text."""
+    import multiprocessing
+
+    import pyarrow as pa
+
+    from stages.extract import Extract
+
+    rows = 16  # small batches keep the two workers evenly loaded
+    batches = [pa.table({"html": [p[1] for p in eval_pages[i:i + rows]], "url": [p[0] for p in eval_pages[i:i + rows]]})
+               for i in range(0, len(eval_pages), rows)]
+    # the stage's own code path: a bound `process` pickles by module reference
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        outputs = pool.map(Extract().process, batches, chunksize=1)
+    return pa.concat_tables(outputs).select(["url", "text", "drop_reason"])

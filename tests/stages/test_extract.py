@@ -2,16 +2,12 @@
 extraction-quality benchmark on trafilatura's own annotated evaluation pages (real data)."""
 from __future__ import annotations
 
-import gzip
-import json
-import multiprocessing
 import time
 
 import pyarrow as pa
 import pytest
 
 from pipeline.stage import DROP_REASON
-from pipeline.charset import decode_html
 from stages.extract import DROP_DETAIL, Extract, ExtractConfig
 
 PARAGRAPHS = [
@@ -117,22 +113,6 @@ def test_config_rejects_unknown_and_invalid_options():
 # --- real data: trafilatura's annotated benchmark (990 pages, ~3,000 snippets of each kind) ---
 
 EVAL_F1_FLOOR = 0.90
-EVAL_BATCH_ROWS = 16  # small batches keep the two workers evenly loaded
-
-
-def load_eval_pages(root):
-    """(url, html, with-snippets, without-snippets) for every annotated page, decoded as the pipeline does."""
-    annotations = json.loads((root / "evaldata.json").read_text(encoding="utf-8"))
-    pages = []
-    for url, item in annotations.items():
-        path = next((p for p in (root / "eval" / f"{item['file']}.gz", root / "cache" / f"{item['file']}.gz")
-                     if p.exists()), None)
-        assert path is not None, f"page file {item['file']} for {url} is in neither eval/ nor cache/"
-        html, _ = decode_html(gzip.decompress(path.read_bytes()), None)
-        pages.append((url, html, item["with"], item["without"]))
-    return pages
-
-
 def snippet_scores(pages, texts):
     """Upstream's scoring: a found `with` snippet is a true positive, a missed one a false negative,
     a found `without` snippet a false positive."""
@@ -147,23 +127,13 @@ def snippet_scores(pages, texts):
 
 
 @pytest.mark.shared
-def test_extraction_quality_on_trafilatura_benchmark(shared_data, capsys):
-    root = shared_data / "html-trafilatura-eval"
+def test_extraction_quality_on_trafilatura_benchmark(eval_pages, extracted_pages, capsys):
     started = time.monotonic()
-    pages = load_eval_pages(root)
-    assert len(pages) == 990
-    batches = [pa.table({"html": [p[1] for p in pages[i:i + EVAL_BATCH_ROWS]],
-                         "url": [p[0] for p in pages[i:i + EVAL_BATCH_ROWS]]})
-               for i in range(0, len(pages), EVAL_BATCH_ROWS)]
-    stage = Extract()  # the default config, as a pipeline without options gets it
-    # the stage's own code path, in two processes: a bound `process` pickles by module reference
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        outputs = pool.map(stage.process, batches, chunksize=1)
-    texts = [text for out in outputs for text in out.column("text").to_pylist()]
-    reasons = [reason for out in outputs for reason in out.column(DROP_REASON).to_pylist()]
-    precision, recall, f1 = snippet_scores(pages, texts)
-    elapsed = time.monotonic() - started
+    assert len(eval_pages) == extracted_pages.num_rows == 990
+    texts = extracted_pages.column("text").to_pylist()
+    reasons = extracted_pages.column(DROP_REASON).to_pylist()
+    precision, recall, f1 = snippet_scores(eval_pages, texts)
     with capsys.disabled():
-        print(f"\nextract on trafilatura eval ({len(pages)} pages): precision {precision:.4f} recall {recall:.4f} "
-              f"F1 {f1:.4f}; removed {sum(r is not None for r in reasons)}; {elapsed:.1f}s")
+        print(f"\nextract on trafilatura eval ({len(eval_pages)} pages): precision {precision:.4f} recall {recall:.4f} "
+              f"F1 {f1:.4f}; removed {sum(r is not None for r in reasons)}; {time.monotonic() - started:.1f}s")
     assert f1 >= EVAL_F1_FLOOR, f"F1 {f1:.4f} < {EVAL_F1_FLOOR} (precision {precision:.4f}, recall {recall:.4f})"

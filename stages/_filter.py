@@ -1,0 +1,59 @@
+"""The shape shared by heuristic filters: measure a document, judge the measures, explain.
+
+A subclass says which values it measures (`measure`) and which rule the values break first
+(`judge`). This base runs them over a batch, writes `drop_reason` as `<type>:<rule>` (for example
+`gopher_quality:alpha_words<0.8`), counts each rule, and bins every measured value into stats.json.
+Documents in a language the filter has no rules for pass, and are counted as such.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import ClassVar
+
+import pyarrow as pa
+
+from pipeline.stage import DROP_REASON, Stage, StageConfig
+
+RATIO_EDGES = [i / 20 for i in range(21)]  # 0, 0.05, ..., 1
+COUNT_EDGES = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 100_000, 1_000_000]
+
+
+class FilterConfig(StageConfig):
+    language: str = "en"  # assumed when the input has no `language` column (no langid stage before)
+
+
+class DocumentFilter(Stage):
+    Config: ClassVar[type[FilterConfig]] = FilterConfig
+    edges: ClassVar[dict[str, list[float]]] = {}  # histogram bins per measured value (default: ratios)
+
+    def applies_to(self, language: str) -> bool:
+        return True
+
+    def measure(self, text: str, language: str) -> dict[str, float]:
+        raise NotImplementedError
+
+    def judge(self, measures: dict[str, float]) -> str | None:
+        """The first rule the measures break, named with its threshold (`alpha_words<0.8`), or None."""
+        raise NotImplementedError
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        texts = batch.column("text").to_pylist()
+        languages = (batch.column("language").to_pylist() if "language" in batch.column_names
+                     else [self.config.language] * batch.num_rows)
+        reasons, measured = [], defaultdict(list)
+        for text, language in zip(texts, languages):
+            language = language or self.config.language
+            if not self.applies_to(language):
+                self.counters[f"passed:no_rules_for:{language}"] += 1
+                reasons.append(None)
+                continue
+            measures = self.measure(text or "", language)
+            for name, value in measures.items():
+                measured[name].append(value)
+            rule = self.judge(measures)
+            if rule:
+                self.counters[f"rule:{rule}"] += 1
+            reasons.append(f"{self.type_name}:{rule}" if rule else None)
+        for name, values in measured.items():
+            self.observe(name, values, self.edges.get(name, RATIO_EDGES))
+        return batch.append_column(DROP_REASON, pa.array(reasons, pa.string()))
