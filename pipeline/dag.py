@@ -76,12 +76,22 @@ def fingerprints(nodes: list[Node], source_fp: str) -> dict[str, str]:
 
     result = {SOURCE: source_fp}
     for node in nodes[1:]:
+        cls = resolve_stage(node.stage_type)
+        data = sorted(cls.data_files(cls.Config.model_validate(node.options)))
         result[node.name] = _digest({
-            "type": node.stage_type, "options": node.options,
-            "code": resolve_stage(node.stage_type).code_version(),
+            "type": node.stage_type, "options": node.options, "code": cls.code_version(),
+            "data": [[path, _file_digest(path)] for path in data],
             "after": [result[p] for p in node.after],
         })
     return result
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with fsspec.open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def descendants(nodes: list[Node], names: set[str]) -> set[str]:

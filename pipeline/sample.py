@@ -104,7 +104,15 @@ def _headline(rng: random.Random, lang: str) -> str:
 
 
 def _compose_article(rng: random.Random, lang: str) -> Article:
-    return Article(lang, _headline(rng, lang), [_paragraph(rng, lang) for _ in range(rng.randint(3, 8))])
+    """A headline and 3-5 paragraphs of distinct sentences: real prose does not repeat itself
+    (repetition is what the junk and duplicate pages are for)."""
+    pool = SENTENCES[lang]
+    chosen = rng.sample(pool, min(len(pool), rng.randint(8, 14)))
+    headline, body = chosen[0].rstrip(".。"), chosen[1:]
+    joiner = "" if lang in ("zh", "ja") else " "
+    cuts = sorted(rng.sample(range(1, len(body)), min(len(body) - 1, rng.randint(2, 4))))
+    paragraphs = [joiner.join(body[a:b]) for a, b in zip([0, *cuts], [*cuts, len(body)])]
+    return Article(lang, headline, paragraphs)
 
 
 def _site_name(host: str) -> str:

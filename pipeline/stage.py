@@ -79,16 +79,26 @@ class Stage:
         raise NotImplementedError
 
     @classmethod
+    def data_files(cls, config: StageConfig) -> list[str]:
+        """Files the stage reads besides its input (word lists, models): a change to their contents
+        re-runs the stage, as a change to its options does."""
+        return []
+
+    @classmethod
     def needs_setup(cls) -> bool:
         return cls.setup is not Stage.setup
 
     @classmethod
     def code_version(cls) -> str:
-        """Hash of the module that defines the stage, and of the packages it names: a code change
-        or a library upgrade invalidates cached outputs."""
+        """Hash of the module that defines the stage, the `_*.py` helpers beside it, and the versions
+        of the packages it names: a code change or a library upgrade invalidates cached outputs."""
         from importlib.metadata import PackageNotFoundError, version
 
-        digest = hashlib.sha256(Path(inspect.getfile(cls)).read_bytes())
+        module = Path(inspect.getfile(cls))
+        digest = hashlib.sha256(module.read_bytes())
+        for helper in sorted(module.parent.glob("_*.py")):  # shared helpers beside it (stages/_text.py, ...)
+            if helper.name != "__init__.py":
+                digest.update(helper.read_bytes())
         for package in cls.packages:
             try:
                 digest.update(f"{package}=={version(package)}".encode())

@@ -7,6 +7,7 @@ Documents in a language the filter has no rules for pass, and are counted as suc
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import ClassVar
 
@@ -16,6 +17,21 @@ from pipeline.stage import DROP_REASON, Stage, StageConfig
 
 RATIO_EDGES = [i / 20 for i in range(21)]  # 0, 0.05, ..., 1
 COUNT_EDGES = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 100_000, 1_000_000]
+
+
+def fmt(threshold: float) -> str:
+    """A threshold as written in a reason: 50, 0.8 (not 50.0)."""
+    return str(int(threshold)) if float(threshold).is_integer() else str(threshold)
+
+
+def below(measures: dict, name: str, threshold: float | None) -> str | None:
+    value = measures.get(name, math.nan)
+    return f"{name}<{fmt(threshold)}" if threshold is not None and value < threshold else None
+
+
+def above(measures: dict, name: str, threshold: float | None) -> str | None:
+    value = measures.get(name, math.nan)
+    return f"{name}>{fmt(threshold)}" if threshold is not None and value > threshold else None
 
 
 class FilterConfig(StageConfig):
@@ -37,6 +53,7 @@ class DocumentFilter(Stage):
         raise NotImplementedError
 
     def process(self, batch: pa.Table) -> pa.Table:
+        batch = valid_text(batch)
         texts = batch.column("text").to_pylist()
         languages = (batch.column("language").to_pylist() if "language" in batch.column_names
                      else [self.config.language] * batch.num_rows)
@@ -57,3 +74,16 @@ class DocumentFilter(Stage):
         for name, values in measured.items():
             self.observe(name, values, self.edges.get(name, RATIO_EDGES))
         return batch.append_column(DROP_REASON, pa.array(reasons, pa.string()))
+
+
+def valid_text(batch: pa.Table) -> pa.Table:
+    """The batch with invalid UTF-8 in `text` (lone surrogates from a careless writer) replaced by
+    U+FFFD, so reading the column cannot raise."""
+    column = batch.column("text")
+    try:
+        column.validate(full=True)
+        return batch
+    except pa.ArrowInvalid:
+        raw = column.cast(pa.binary()) if column.type == pa.string() else column.cast(pa.large_binary())
+        fixed = [None if b is None else b.decode("utf-8", errors="replace") for b in raw.to_pylist()]
+        return batch.set_column(batch.column_names.index("text"), "text", pa.array(fixed, column.type))

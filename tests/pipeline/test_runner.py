@@ -194,3 +194,20 @@ def test_unreadable_input_is_skipped_or_fatal_when_strict(local_ray, tmp_path, c
     with pytest.raises(Exception, match="not a readable WARC/ARC file"):
         run_config(write_config(tmp_path, raw))
     assert json.loads((tmp_path / "strict/manifest.json").read_text())["stages"]["read"]["status"] == "failed"
+
+
+def test_a_changed_data_file_reruns_its_stage(local_ray, tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": f"page {i}", "url": f"https://site{i % 3}.example/p"}) + "\n"
+                            for i in range(12)))
+    blocked = tmp_path / "blocked.txt"
+    blocked.write_text("site0.example\n")
+    raw = {"name": "u", "output_dir": str(tmp_path / "out"), "input": {"jsonl": [str(docs)]},
+           "stages": [{"name": "urls", "type": "url_filter", "domains_files": [str(blocked)]}]}
+    path = write_config(tmp_path, raw)
+    assert run_config(path)["stages"]["urls"]["docs_out"] == 8
+
+    blocked.write_text("site0.example\nsite1.example\n")  # same options, new contents
+    again = run_config(path)
+    assert again["stages"]["read"]["cached"] and "cached" not in again["stages"]["urls"]
+    assert again["stages"]["urls"]["docs_out"] == 4
