@@ -1,7 +1,6 @@
 """fineweb_quality: each rule at its threshold, bad input, and agreement with datatrove's FineWebQualityFilter."""
 from __future__ import annotations
 
-import time
 
 import pyarrow as pa
 import pytest
@@ -102,20 +101,10 @@ def test_language_column_is_used():
 
 
 @pytest.mark.shared
-def test_agrees_with_datatrove(extracted_pages):
-    from datatrove.data import Document
+def test_agrees_with_datatrove(extracted_pages, compare_with_datatrove):
     from datatrove.pipeline.filters.fineweb_quality_filter import FineWebQualityFilter
 
     texts = [t or "" for t in extracted_pages.column("text").to_pylist()]
-    start = time.perf_counter()
-    ours = FineWebQuality().process(pa.table({"text": texts})).column("drop_reason").to_pylist()
-    our_seconds = time.perf_counter() - start
-    datatrove = FineWebQualityFilter()
-    start = time.perf_counter()
-    theirs = [datatrove.filter(Document(text=t, id=str(i))) for i, t in enumerate(texts)]
-    their_seconds = time.perf_counter() - start
-    disagree = [(i, ours[i], theirs[i]) for i in range(len(texts)) if (ours[i] is None) != (theirs[i] is True)]
-    rate = 1 - len(disagree) / len(texts)
-    print(f"\nfineweb_quality vs datatrove: agreement {rate:.2%}, {len(disagree)} disagreements {disagree}; "
-          f"{our_seconds / len(texts) * 1e3:.2f} ms/doc vs {their_seconds / len(texts) * 1e3:.2f} ms/doc")
+    *_, rate = compare_with_datatrove("fineweb_quality", FineWebQuality(), FineWebQualityFilter(), texts)
     assert rate >= 0.99
+

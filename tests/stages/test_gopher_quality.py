@@ -2,8 +2,6 @@
 fixtures, and agreement with datatrove's GopherQualityFilter on the 990 extracted eval pages."""
 from __future__ import annotations
 
-import time
-from collections import Counter
 from string import ascii_lowercase
 
 import pyarrow as pa
@@ -187,27 +185,11 @@ def test_curation_fixtures(shared_data):
 
 
 @pytest.mark.shared
-def test_agreement_with_datatrove(extracted_pages):
-    from datatrove.data import Document
+def test_agreement_with_datatrove(extracted_pages, compare_with_datatrove):
     from datatrove.pipeline.filters import GopherQualityFilter
 
     texts = [t or "" for t in extracted_pages.column("text").to_pylist()]
-    reference = GopherQualityFilter()
-    reference.filter(Document(text="warm up", id="-"))  # load spaCy outside the timing
-    start = time.perf_counter()
-    theirs = [reference.filter(Document(text=t, id=str(i))) for i, t in enumerate(texts)]
-    their_s = time.perf_counter() - start
-    stage = GopherQuality()
-    start = time.perf_counter()
-    ours = stage.process(pa.table({"text": texts})).column("drop_reason").to_pylist()
-    our_s = time.perf_counter() - start
-    disagree = [(i, o, t) for i, (o, t) in enumerate(zip(ours, theirs)) if (o is None) != (t is True)]
-    rate = 1 - len(disagree) / len(texts)
-    print(f"\ngopher_quality vs datatrove on {len(texts)} pages: agreement {rate:.2%}, {len(disagree)} disagree; "
-          f"{our_s / len(texts) * 1e3:.2f} ms/doc here, {their_s / len(texts) * 1e3:.2f} ms/doc datatrove")
-    print("ours:", Counter(ours).most_common())
-    for i, o, t in disagree[:10]:
-        print(f"  {extracted_pages.column('url')[i]}: ours {o}, datatrove {t}")
+    *_, rate = compare_with_datatrove("gopher_quality", GopherQuality(), GopherQualityFilter(), texts)
     assert rate >= 0.99
 
 
