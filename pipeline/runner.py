@@ -246,7 +246,7 @@ def _load_manifest(config: RunConfig) -> dict[str, Any]:
 def _write_manifest(config: RunConfig, manifest: dict[str, Any]) -> None:
     manifest.update(name=config.name, config_fingerprint=dag.config_fingerprint(config),
                     updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), packages=package_versions())
-    shards.write_json(shards.join(config.output_dir, "manifest.json"), manifest)
+    shards.write_json(shards.join(config.output_dir, "manifest.json"), manifest, sort_keys=False)  # stages in DAG order
 
 
 def package_versions() -> dict[str, str]:

@@ -61,8 +61,8 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(local, columns=columns, filesystem=fs)
 
 
-def write_json(path: str, obj: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+def write_json(path: str, obj: Any, sort_keys: bool = True) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n").encode())
 
 
 def read_json(path: str) -> Any | None:

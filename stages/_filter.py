@@ -55,11 +55,8 @@ class DocumentFilter(Stage):
     def process(self, batch: pa.Table) -> pa.Table:
         batch = valid_text(batch)
         texts = batch.column("text").to_pylist()
-        languages = (batch.column("language").to_pylist() if "language" in batch.column_names
-                     else [self.config.language] * batch.num_rows)
         reasons, measured = [], defaultdict(list)
-        for text, language in zip(texts, languages):
-            language = language or self.config.language
+        for text, language in zip(texts, document_languages(batch, self.config.language)):
             if not self.applies_to(language):
                 self.counters[f"passed:no_rules_for:{language}"] += 1
                 reasons.append(None)
@@ -87,3 +84,10 @@ def valid_text(batch: pa.Table) -> pa.Table:
         raw = column.cast(pa.binary()) if column.type == pa.string() else column.cast(pa.large_binary())
         fixed = [None if b is None else b.decode("utf-8", errors="replace") for b in raw.to_pylist()]
         return batch.set_column(batch.column_names.index("text"), "text", pa.array(fixed, column.type))
+
+
+def document_languages(batch: pa.Table, default: str) -> list[str]:
+    """Each document's language: the `language` column (set by langid) where it has one, else `default`."""
+    if "language" not in batch.column_names:
+        return [default] * batch.num_rows
+    return [language or default for language in batch.column("language").to_pylist()]

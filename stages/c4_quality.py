@@ -25,13 +25,15 @@ from typing import ClassVar
 import pyarrow as pa
 
 from pipeline.stage import DROP_REASON, Stage, StageConfig
-from stages._filter import COUNT_EDGES, RATIO_EDGES, valid_text
+from stages._filter import COUNT_EDGES, RATIO_EDGES, document_languages, valid_text
+from stages._text import has_rules
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 
 
 class C4QualityConfig(StageConfig):
+    language: str = "en"  # assumed when the input has no `language` column (no langid stage before)
     remove_citations: bool = True  # cut [1], [edit], [citation needed] from lines
     filter_no_terminal_punct: bool = True  # remove lines not ending in one of `terminal_punctuation`
     terminal_punctuation: tuple[str, ...] = (".", "?", "!", '"', "'")  # a line ending in "..." has none
@@ -100,7 +102,12 @@ class C4Quality(Stage):
     def process(self, batch: pa.Table) -> pa.Table:
         batch = valid_text(batch)
         texts, reasons, sentences, kept_share = [], [], [], []
-        for text in batch.column("text").to_pylist():
+        for text, language in zip(batch.column("text").to_pylist(), document_languages(batch, self.config.language)):
+            if not has_rules(language):  # C4's sentence and punctuation rules assume a spaced, European script
+                self.counters[f"passed:no_rules_for:{language}"] += 1
+                texts.append(text)
+                reasons.append(None)
+                continue
             counts = Counter()
             edited, rule, count = self.clean(text or "", counts)
             texts.append(None if text is None else edited)

@@ -140,3 +140,12 @@ def test_agrees_with_datatrove(extracted_pages, compare_with_datatrove):
         if why and theirs[i] is not True:
             assert why.split(":")[1].split("<")[0] in {"sentences" if theirs[i][1] == "too_few_sentences" else theirs[i][1]}
 
+
+
+def test_languages_without_rules_pass_and_are_counted():
+    japanese = "博物館では古い写真の展示が始まりました。市議会は図書館の開館時間を延長しました。"
+    stage = C4Quality()
+    out = stage.process(pa.table({"text": [japanese, japanese], "language": ["ja", "en"]}))
+    assert out.column("drop_reason").to_pylist() == [None, "c4_quality:sentences<5"]
+    assert out.column("text").to_pylist()[0] == japanese
+    assert stage.counters["passed:no_rules_for:ja"] == 1
