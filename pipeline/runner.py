@@ -21,8 +21,6 @@ from pipeline.progress import Progress
 from pipeline.sources import InputFile, list_input_files
 from pipeline.worker import StageTask, StageWorker, merge_counts, merge_histograms, run_source_task, run_stage_task
 
-log = logging.getLogger("crawl2model")
-
 
 class PlanError(ValueError):
     """--until or --force names a stage the config does not have."""

@@ -18,9 +18,8 @@ import pyarrow.parquet as pq
 
 from pipeline import warc
 from pipeline.config import InputConfig, RunConfig
-from pipeline.stage import DROP_REASON
+from pipeline.stage import DROP_DETAIL, DROP_REASON
 
-DROP_DETAIL = "drop_detail"
 KINDS = ("warc", "jsonl", "parquet")
 GLOB_CHARS = "*?["
 

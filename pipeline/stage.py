@@ -20,6 +20,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 DROP_REASON = "drop_reason"  # null keeps the row; a string names the rule that removed it
+DROP_DETAIL = "drop_detail"  # optional: what exactly went wrong (an error message, a size)
 
 
 class StageConfig(BaseModel):

@@ -17,9 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import shards
-from pipeline.stage import DROP_REASON, Stage, resolve_stage
-
-DROP_DETAIL = "drop_detail"
+from pipeline.stage import DROP_DETAIL, DROP_REASON, Stage, resolve_stage
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.limits import DocumentTimeout, time_limit
-from pipeline.stage import DROP_REASON, Stage, StageConfig
-
-DROP_DETAIL = "drop_detail"
+from pipeline.stage import DROP_DETAIL, DROP_REASON, Stage, StageConfig
 
 
 class ExtractConfig(StageConfig):

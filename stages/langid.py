@@ -36,9 +36,9 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from pipeline.stage import DROP_REASON, Stage, StageConfig
+from stages._filter import RATIO_EDGES
 
 LABEL_PREFIX = "__label__"
-SCORE_EDGES = [i / 20 for i in range(21)]  # 0, 0.05, ..., 1
 _FASTTEXT_MAGIC = 793712314  # first int32 of every fastText .bin/.ftz file, followed by the version
 
 
@@ -229,7 +229,7 @@ class LangId(Stage):
         reasons = [self.judge(text, label, score) for text, label, score in zip(texts, labels, scores)]
         for label in labels:
             self.counters[f"language:{label}" if label is not None else "language:none"] += 1
-        self.observe("language_score", [s for s in scores if s is not None], SCORE_EDGES)
+        self.observe("language_score", [s for s in scores if s is not None], RATIO_EDGES)
         return (batch.append_column("language", pa.array(labels, pa.string()))
                 .append_column("language_score", pa.array(scores, pa.float64()))
                 .append_column(DROP_REASON, pa.array(reasons, pa.string())))

@@ -127,3 +127,24 @@ def compare_with_datatrove():
         return ours, theirs, documents, rate
 
     return compare
+
+
+@pytest.fixture(scope="session")
+def judge_curation_fixtures(shared_data):
+    """A function judging curation-fixtures' Wikipedia-linked page and random Common Crawl page with
+    one of our filters, printing what the CC page trips. Returns (wiki verdict, CC verdict,
+    whether datatrove's counterpart `reference` keeps the CC page)."""
+    from datatrove.data import Document
+
+    root = shared_data / "curation-fixtures"
+    wiki = (root / "high_quality_wiki_reference.txt").read_text(encoding="utf-8")
+    cc = (root / "low_quality_cc.txt").read_text(encoding="utf-8")
+
+    def judge(stage, reference):
+        measures = stage.measure(cc, "en")
+        verdict = stage.judge(measures)
+        print(f"\nlow_quality_cc.txt trips {verdict or f'no {stage.type_name} rule'}: "
+              + ", ".join(f"{k}={v:.3g}" for k, v in measures.items()))
+        return stage.judge(stage.measure(wiki, "en")), verdict, reference.filter(Document(text=cc, id="cc")) is True
+
+    return judge

@@ -173,20 +173,12 @@ def test_invalid_utf8_and_lone_surrogates():
 
 
 @pytest.mark.shared
-def test_curation_fixtures(shared_data):
-    from datatrove.data import Document
+def test_curation_fixtures(judge_curation_fixtures):
     from datatrove.pipeline.filters import GopherRepetitionFilter
 
-    root = shared_data / "curation-fixtures"
-    stage, reference = GopherRepetition(), GopherRepetitionFilter()
-    wiki = (root / "high_quality_wiki_reference.txt").read_text(encoding="utf-8")
-    assert stage.judge(stage.measure(wiki, "en")) is None
-    cc = (root / "low_quality_cc.txt").read_text(encoding="utf-8")
-    measures = stage.measure(cc, "en")
-    verdict = stage.judge(measures)
-    print(f"\nlow_quality_cc.txt trips {verdict or 'no gopher_repetition rule'}: "
-          + ", ".join(f"{k}={v:.3g}" for k, v in measures.items()))
-    assert (verdict is None) == (reference.filter(Document(text=cc, id="cc")) is True)
+    wiki, cc, datatrove_keeps_cc = judge_curation_fixtures(GopherRepetition(), GopherRepetitionFilter())
+    assert wiki is None
+    assert (cc is None) == datatrove_keeps_cc
 
 
 @pytest.mark.shared

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from pipeline.config import ConfigError, parse_config
 from pipeline.stage import DROP_REASON
-from stages.langid import SCORE_EDGES, LangId, LangIdConfig, default_model_path
+from stages._filter import RATIO_EDGES
+from stages.langid import LangId, LangIdConfig, default_model_path
 
 SENTENCES = {
     "en": "The committee will meet again next Tuesday to discuss the budget for the new library building.",
@@ -125,7 +126,7 @@ def test_counters_and_score_histogram():
     run(s, [SENTENCES["en"], SENTENCES["en"], SENTENCES["de"], ""])
     assert s.counters["language:en"] == 2 and s.counters["language:de"] == 1 and s.counters["language:none"] == 1
     histogram = s.histograms["language_score"]
-    assert histogram["edges"] == SCORE_EDGES and SCORE_EDGES[:3] == [0.0, 0.05, 0.1] and SCORE_EDGES[-1] == 1.0
+    assert histogram["edges"] == RATIO_EDGES and RATIO_EDGES[:3] == [0.0, 0.05, 0.1] and RATIO_EDGES[-1] == 1.0
     assert sum(histogram["counts"]) == 3  # the empty text has no score
 
 
