@@ -14,6 +14,7 @@ import fsspec
 
 from pipeline import shards
 from pipeline.config import SOURCE, RunConfig, StageSpec
+from pipeline.global_stage import GlobalStage
 from pipeline.sources import InputFile
 from pipeline.stage import stage_path
 
@@ -25,6 +26,7 @@ class Node:
     options: dict
     after: tuple[str, ...]
     needs_setup: bool = False
+    is_global: bool = False  # runs phases over the whole corpus before it judges any shard
 
 
 def build_nodes(specs: list[StageSpec]) -> list[Node]:
@@ -32,7 +34,7 @@ def build_nodes(specs: list[StageSpec]) -> list[Node]:
     nodes = [Node(SOURCE, SOURCE, {}, ())]
     for spec in specs:
         nodes.append(Node(spec.name, stage_path(spec.cls), spec.config.model_dump(mode="json"), spec.after,
-                          spec.cls.needs_setup()))
+                          spec.cls.needs_setup(), issubclass(spec.cls, GlobalStage)))
     return nodes
 
 
@@ -118,6 +120,7 @@ def segments(nodes: list[Node], to_run: set[str]) -> list[list[Node]]:
 
     A stage joins its parent's chain when it has one parent, that parent runs now, ends its
     chain, and has no other child; otherwise it starts a chain that reads its parents' shards.
+    A global stage always starts a chain: its phases must finish before it judges a shard.
     """
     children: dict[str, int] = {}
     for node in nodes:
@@ -127,7 +130,7 @@ def segments(nodes: list[Node], to_run: set[str]) -> list[list[Node]]:
     for node in nodes:
         if node.name not in to_run:
             continue
-        joinable = (len(node.after) == 1 and node.after[0] in to_run and children[node.after[0]] == 1
+        joinable = (not node.is_global and len(node.after) == 1 and node.after[0] in to_run and children[node.after[0]] == 1
                     and chains and chains[-1][-1].name == node.after[0])
         if joinable:
             chains[-1].append(node)

@@ -20,6 +20,7 @@ class Progress:
         self.stages: list[str] = []
         self.totals: dict[str, dict[str, int]] = {}
         self.finished: set[str] = set()
+        self.notes: dict[str, str] = {}  # what a stage is doing besides shards (a global stage's phase)
         self.started = time.time()
 
     def start(self, stages: list[str]) -> None:
@@ -38,6 +39,10 @@ class Progress:
             totals["shards"] += 1
             for key in COUNTS:
                 totals[key] += counts.get(key, 0)
+        self._refresh()
+
+    def note(self, stage: str, text: str) -> None:
+        self.notes[stage] = text
         self._refresh()
 
     def done(self, stage: str) -> None:
@@ -64,5 +69,5 @@ class Progress:
             t = self.totals[stage]
             table.add_row(stage, f"{t['shards']:,}", f"{t['docs_in']:,}", f"{t['docs_out']:,}",
                           f"{t['docs_in'] - t['docs_out']:,}", f"{t['docs_in'] / elapsed:,.0f}",
-                          "done" if stage in self.finished else "running")
+                          "done" if stage in self.finished else self.notes.get(stage) or "running")
         return table

@@ -17,9 +17,11 @@ import yaml
 
 from pipeline import dag, shards
 from pipeline.config import SOURCE, RunConfig, StageSpec
+from pipeline.global_stage import PhaseContext, phase_jobs
 from pipeline.progress import Progress
 from pipeline.sources import InputFile, list_input_files
-from pipeline.worker import StageTask, StageWorker, merge_counts, merge_histograms, run_source_task, run_stage_task
+from pipeline.worker import (StageTask, StageWorker, merge_counts, merge_histograms, run_phase_task, run_source_task,
+                             run_stage_task)
 
 
 class PlanError(ValueError):
@@ -163,10 +165,11 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[dag.Node], manifest: d
         items = _input_units(first, plan)
         dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         rest = chain
-    for node in rest:
-        dataset = _add_stage(dataset, node, plan.tasks[node.name], cpus)
-
     progress.start([n.name for n in chain])
+    context = _run_phases(plan, first, items, cpus, progress) if first.is_global else None
+    for node in rest:
+        dataset = _add_stage(dataset, node, plan.tasks[node.name], cpus, context if node is first else None)
+
     if items:
         for batch in dataset.iter_batches(batch_size=1, batch_format="numpy"):
             progress.update(str(batch["report"][0]))
@@ -175,20 +178,51 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[dag.Node], manifest: d
         progress.done(node.name)
 
 
-def _add_stage(dataset, node: dag.Node, task: StageTask, cpus: int):
-    import ray.data
-
+def _remote_options(node: dag.Node) -> dict[str, Any]:
     from pipeline.stage import resolve_stage
 
     resources = resolve_stage(node.stage_type).resources
     remote = {"num_cpus": resources.cpus, "num_gpus": resources.gpus or None,
               "memory": resources.memory_gb * 2**30 or None}
-    remote = {k: v for k, v in remote.items() if v is not None}
+    return {k: v for k, v in remote.items() if v is not None}
+
+
+def _add_stage(dataset, node: dag.Node, task: StageTask, cpus: int, context: PhaseContext | None = None):
+    import ray.data
+
+    remote = _remote_options(node)
     if node.needs_setup:
-        workers = max(1, int(cpus // max(resources.cpus, 1e-3)))
-        return dataset.map_batches(StageWorker, batch_size=1, fn_constructor_kwargs={"task": task},
+        workers = max(1, int(cpus // max(remote["num_cpus"], 1e-3)))
+        return dataset.map_batches(StageWorker, batch_size=1, fn_constructor_kwargs={"task": task, "context": context},
                                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers), **remote)
-    return dataset.map_batches(run_stage_task, batch_size=1, fn_kwargs={"task": task}, **remote)
+    return dataset.map_batches(run_stage_task, batch_size=1, fn_kwargs={"task": task, "context": context}, **remote)
+
+
+def _run_phases(plan: Plan, node: dag.Node, items: list[dict], cpus: int, progress: Progress) -> PhaseContext:
+    """Run a global stage's phases, one after another, each as parallel Ray tasks; returns the
+    context its judge step needs. The partition count is chosen once and kept, so a resumed run
+    (even on another cluster) shuffles into the same files."""
+    import ray
+
+    task = plan.tasks[node.name]
+    stage = task.build()
+    phases_dir = shards.join(task.stage_dir, "phases")
+    layout_path = shards.join(phases_dir, "_partitions.json")
+    layout = shards.read_json(layout_path)
+    if not layout:
+        layout = {"partitions": stage.partitions(sum(item["rows"] for item in items), cpus)}
+        shards.write_json(layout_path, layout)
+    context = PhaseContext(phases_dir, layout["partitions"], tuple(item["unit"] for item in items))
+    remote = ray.remote(run_phase_task).options(**_remote_options(node))
+    for phase in stage.phases():
+        jobs = phase_jobs(phase, context, [(item["unit"], item["path"]) for item in items])
+        pending = [remote.remote(task, phase.name, *job) for job in jobs]
+        while pending:
+            progress.note(node.name, f"{phase.name} {len(jobs) - len(pending)}/{len(jobs)}")
+            ready, pending = ray.wait(pending, num_returns=1)
+            ray.get(ready)
+    progress.note(node.name, "")
+    return context
 
 
 def _input_units(node: dag.Node, plan: Plan) -> list[dict[str, str]]:
@@ -198,7 +232,8 @@ def _input_units(node: dag.Node, plan: Plan) -> list[dict[str, str]]:
         prefix = f"p{index}-" if len(node.after) > 1 else ""
         for record in _done_records(plan.tasks[parent]):
             for output in record["outputs"]:
-                items.append({"unit": prefix + output["unit"], "path": output["kept"]["path"], "report": "{}"})
+                items.append({"unit": prefix + output["unit"], "path": output["kept"]["path"],
+                              "rows": output["kept"]["rows"], "report": "{}"})
     return sorted(items, key=lambda item: item["unit"])
 
 
@@ -223,6 +258,11 @@ def _finish_stage(config: RunConfig, plan: Plan, node: dag.Node, manifest: dict)
         "counters": merge_counts(records, "counters"),
         "histograms": merge_histograms(records),
     }
+    if node.is_global:  # what its phases did, and what they counted
+        by_phase = _phase_records(task)
+        stats["phases"] = {p.name: _phase_stats(by_phase[p.name]) for p in task.build().phases() if p.name in by_phase}
+        every = [*records, *(r for phase in by_phase.values() for r in phase)]
+        stats["counters"], stats["histograms"] = merge_counts(every, "counters"), merge_histograms(every)
     if node.name == SOURCE:
         stats["files"] = len(records)
         stats["files_skipped"] = [{"path": r["input"], "reason": r["skipped"]} for r in records if r.get("skipped")]
@@ -233,6 +273,25 @@ def _finish_stage(config: RunConfig, plan: Plan, node: dag.Node, manifest: dict)
         "kept": [o["kept"] for o in outputs], "removed": [o["removed"] for o in outputs if o["removed"]],
     }
     _write_manifest(config, manifest)
+
+
+def _phase_records(task: StageTask) -> dict[str, list[dict[str, Any]]]:
+    """The done records of a global stage's phase tasks, by phase."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in shards.list_files(shards.join(task.stage_dir, "phases"), ".json", recursive=True):
+        phase_dir, _, name = path.rpartition("/_done/")
+        record = shards.read_json(path) if name else None
+        if record and record.get("fingerprint") == task.fingerprint:
+            found.setdefault(phase_dir.rsplit("/", 1)[1], []).append(record)
+    return found
+
+
+def _phase_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One phase's tasks, rows in and out, files and bytes written, and summed task seconds."""
+    return {"tasks": len(records), "rows_in": sum(r["rows_in"] for r in records),
+            "rows_out": sum(r["rows_out"] for r in records), "files": sum(len(r["files"]) for r in records),
+            "bytes": sum(f["bytes"] for r in records for f in r["files"]),
+            "cpu_seconds": round(sum(r["finished"] - r["started"] for r in records), 3)}
 
 
 def _load_manifest(config: RunConfig) -> dict[str, Any]:

@@ -79,12 +79,23 @@ def exists(path: str) -> bool:
     return fs.exists(local)
 
 
-def list_files(directory: str, suffix: str) -> list[str]:
-    """Finished files (no temporaries) in a directory, sorted by name."""
+def read_parquet_files(paths: list[str], columns: list[str] | None = None, filter=None) -> pa.Table:
+    """Many Parquet files (of one filesystem) as one table; `filter` is a pyarrow expression
+    pushed down to the row groups."""
+    import pyarrow.dataset as ds
+
+    fs, _ = _fs(paths[0])
+    dataset = ds.dataset([_fs(p)[1] for p in paths], format="parquet", filesystem=fs)
+    return dataset.to_table(columns=columns, filter=filter)
+
+
+def list_files(directory: str, suffix: str, recursive: bool = False) -> list[str]:
+    """Finished files (no temporaries) in a directory (and its subdirectories), sorted by path."""
     fs, local = _fs(directory)
     if not fs.exists(local):
         return []
-    names = sorted(p for p in fs.ls(local, detail=False) if p.endswith(suffix))
+    found = fs.find(local) if recursive else fs.ls(local, detail=False)
+    names = sorted(p for p in found if p.endswith(suffix))
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return names if protocol == "file" else [fs.unstrip_protocol(p) for p in names]
 

@@ -90,9 +90,13 @@ def _peek_columns(kind: str, path: str, inputs: InputConfig) -> list[str]:
     if kind == "parquet":
         return _parquet_file(path, inputs).schema_arrow.names
     with fsspec.open(path, "rb", compression="infer", **inputs.storage_options) as fh:
-        for line in fh:
-            if line.strip():
-                return list(json.loads(line))
+        for _, line in zip(range(1000), fh):  # the first object line: malformed ones are the reader's to report
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                return list(row)
     return []
 
 

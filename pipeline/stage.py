@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict
 
 DROP_REASON = "drop_reason"  # null keeps the row; a string names the rule that removed it
 DROP_DETAIL = "drop_detail"  # optional: what exactly went wrong (an error message, a size)
+DUPLICATE_OF = "duplicate_of"  # dedup stages: the id of the document kept in a removed one's place
+REMOVAL_COLUMNS = (DROP_REASON, DROP_DETAIL, DUPLICATE_OF)  # kept only on removed rows
 
 
 class StageConfig(BaseModel):

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import shards
-from pipeline.stage import DROP_DETAIL, DROP_REASON, Stage, resolve_stage
+from pipeline.global_stage import PhaseContext, phase_output
+from pipeline.stage import DROP_DETAIL, DROP_REASON, REMOVAL_COLUMNS, Stage, resolve_stage
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,15 @@ def apply_stage(stage: Stage, table: pa.Table, name: str) -> tuple[pa.Table, pa.
             outputs.append(_checked(stage.process(batch), batch))
         except Exception:
             outputs += [_process_row(stage, batch.slice(i, 1), name) for i in range(batch.num_rows)]
-    result = pa.concat_tables(outputs, promote_options="default") if outputs else table
+    return split_removed(pa.concat_tables(outputs, promote_options="default") if outputs else table)
+
+
+def split_removed(result: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(kept, removed) by the drop_reason column; kept rows lose the drop columns."""
     if DROP_REASON not in result.column_names:
         return result, result.slice(0, 0).append_column(DROP_REASON, pa.array([], pa.string()))
     dropped = pc.is_valid(result.column(DROP_REASON))
-    kept = result.filter(pc.invert(dropped)).drop_columns(
-        [c for c in (DROP_REASON, DROP_DETAIL) if c in result.column_names])
+    kept = result.filter(pc.invert(dropped)).drop_columns([c for c in REMOVAL_COLUMNS if c in result.column_names])
     return kept, result.filter(dropped)
 
 
@@ -104,10 +108,12 @@ def write_unit(task: StageTask, unit: str, kept: pa.Table, removed: pa.Table | N
 
 
 class StageWorker:
-    """Runs one stage over whole shards. One per Ray actor (stages with setup) or per task."""
+    """Runs one stage over whole shards. One per Ray actor (stages with setup) or per task.
+    A global stage (given its phase `context`) judges each whole shard after its phases ran."""
 
-    def __init__(self, task: StageTask):
+    def __init__(self, task: StageTask, context: PhaseContext | None = None):
         self.task = task
+        self.context = context
         self.stage = task.build()
         self.stage.setup()
 
@@ -119,7 +125,10 @@ class StageWorker:
         table = shards.read_parquet(input_path)
         self.stage.counters.clear()
         self.stage.histograms.clear()
-        kept, removed = apply_stage(self.stage, table, self.task.name)
+        if self.context is not None:
+            kept, removed = split_removed(self.stage.judge(table, self.context.for_unit(unit)))
+        else:
+            kept, removed = apply_stage(self.stage, table, self.task.name)
         record = {
             "fingerprint": self.task.fingerprint, "unit": unit, "input": input_path,
             "outputs": [write_unit(self.task, unit, kept, removed)],
@@ -142,9 +151,9 @@ class StageWorker:
         return {"unit": row["unit"], "path": record["outputs"][0]["kept"]["path"], "report": json.dumps(report)}
 
 
-def run_stage_task(batch: dict[str, list], task: StageTask) -> dict[str, list]:
+def run_stage_task(batch: dict[str, list], task: StageTask, context: PhaseContext | None = None) -> dict[str, list]:
     """Task-pool entry point for stages without setup: a fresh worker per call is cheap."""
-    return StageWorker(task)(batch)
+    return StageWorker(task, context)(batch)
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
@@ -237,3 +246,29 @@ class SourceWorker:
 def run_source_task(batch: dict[str, list], task: StageTask, inputs: dict[str, Any]) -> Iterator[dict[str, list]]:
     """Task-pool entry point of the reader."""
     yield from SourceWorker(task, inputs)(batch)
+
+
+def run_phase_task(task: StageTask, phase_name: str, ctx: PhaseContext, unit: str, input_path: str | None) -> dict:
+    """One task of one phase of a global stage: read its input, call the phase method, write its
+    output, then its done record. A task already done under this fingerprint returns its record."""
+    stage = task.build()
+    phase = next(p for p in stage.phases() if p.name == phase_name)
+    phase_dir = shards.join(ctx.phases_dir, phase.name)
+    done_path = shards.join(phase_dir, "_done", f"{unit}.json")
+    record = shards.read_json(done_path)
+    if record and record.get("fingerprint") == task.fingerprint:
+        return record
+    started = time.time()
+    if phase.over == "shards":
+        table = shards.read_parquet(input_path, columns=list(phase.columns) if phase.columns else None)
+    elif phase.over == "partitions":
+        table = ctx.read(phase.reads, partition=ctx.partition)
+    else:
+        table = pa.table({})
+    output = getattr(stage, phase.name)(table, ctx)
+    files = phase_output(phase_dir, unit, output)
+    record = {"fingerprint": task.fingerprint, "unit": unit, "rows_in": table.num_rows, "rows_out": output.num_rows,
+              "files": [f.to_dict() for f in files], "counters": dict(stage.counters), "histograms": stage.histograms,
+              "started": started, "finished": time.time()}
+    shards.write_json(done_path, record)
+    return record

@@ -148,3 +148,33 @@ def judge_curation_fixtures(shared_data):
         return stage.judge(stage.measure(wiki, "en")), verdict, reference.filter(Document(text=cc, id="cc")) is True
 
     return judge
+
+
+@pytest.fixture
+def run_global(tmp_path):
+    """A function running a global stage in this process, phase after phase, over tables written
+    as Parquet shards (the runner's work without Ray). Returns (kept, removed, stage directory)."""
+    import pyarrow as pa
+
+    from pipeline import shards
+    from pipeline.global_stage import PhaseContext, phase_jobs
+    from pipeline.worker import StageTask, StageWorker, run_phase_task
+
+    def run(stage_type: str, options: dict, tables: list[pa.Table], partitions: int = 3, name: str = "dedup"):
+        stage_dir = str(tmp_path / name)
+        shards_in = [(f"{i:05d}", shards.write_parquet(str(tmp_path / f"in-{name}" / f"{i:05d}.parquet"), t).path)
+                     for i, t in enumerate(tables)]
+        task = StageTask(name, stage_type, options, "test", stage_dir)
+        context = PhaseContext(f"{stage_dir}/phases", partitions, tuple(unit for unit, _ in shards_in))
+        for phase in task.build().phases():
+            for job in phase_jobs(phase, context, shards_in):
+                run_phase_task(task, phase.name, *job)
+        worker = StageWorker(task, context)
+        for unit, path in shards_in:
+            worker.run_unit(unit, path)
+        kept = [shards.read_parquet(p) for p in shards.list_files(f"{stage_dir}/kept", ".parquet")]
+        removed = [shards.read_parquet(p) for p in shards.list_files(f"{stage_dir}/removed", ".parquet")]
+        return (pa.concat_tables(kept, promote_options="default"),
+                pa.concat_tables(removed, promote_options="default") if removed else None, stage_dir)
+
+    return run

@@ -78,6 +78,9 @@ def test_example_runs_end_to_end_and_then_is_cached(local_ray, tmp_path):
     assert "html" not in by_pandas.columns and by_pandas["text"].str.len().min() > 0
     removed = pd.read_parquet(tmp_path / "demo/stages/extract/removed")
     assert set(removed["drop_reason"]) == set(stats["removed_by_reason"])
+    # the sample plants 12 exact and 12 near duplicates (5% of 240 each); the filters keep them all
+    exact, near = manifest["stages"]["exact_dedup"], manifest["stages"]["minhash_dedup"]
+    assert exact["docs_in"] - exact["docs_out"] == 12 and near["docs_in"] - near["docs_out"] == 12
 
     before = mtimes(tmp_path / "demo")
     again = run_config(path)
