@@ -78,8 +78,7 @@ class ExactDedup(GlobalStage):
     def duplicates(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         """Every document whose text hash a smaller id shares, with that id."""
         if table.num_rows == 0:
-            return pa.table({"doc": pa.array([], pa.int64()), "shard": pa.array([], pa.int32()),
-                             DUPLICATE_OF: pa.array([], pa.string())})
+            return pa.table({})  # an empty output writes no file
         table = table.take(pc.sort_indices(table, [("key", "ascending"), ("id", "ascending")]))
         key = table.column("key").to_numpy()
         first = np.concatenate(([True], key[1:] != key[:-1]))
@@ -107,7 +106,7 @@ class ExactDedup(GlobalStage):
 
     def frequent_lines(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         if table.num_rows == 0:
-            return pa.table({"key": pa.array([], pa.uint64()), "count": pa.array([], pa.int64())})
+            return pa.table({})
         totals = table.group_by("key").aggregate([("count", "sum")]).rename_columns(["key", "count"])
         frequent = totals.filter(pc.greater(totals.column("count"), self.config.max_line_repeats))
         self.counters["frequent_lines"] += frequent.num_rows

@@ -101,7 +101,7 @@ class MinHashDedup(GlobalStage):
 
     def candidates(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         if table.num_rows == 0:
-            return _PAIRS.empty_table()
+            return pa.table({})
         table = table.take(pc.sort_indices(table, [("band", "ascending"), ("key", "ascending"), ("id", "ascending")]))
         band, key = table.column("band").to_numpy(), table.column("key").to_numpy()
         starts = np.flatnonzero(np.concatenate(([True], (band[1:] != band[:-1]) | (key[1:] != key[:-1]))))
@@ -125,8 +125,7 @@ class MinHashDedup(GlobalStage):
         shard = pc.field("a_shard") == ctx.shard
         pairs = ctx.read("candidates", columns=["a", "b"], filter=shard | (pc.field("b_shard") == ctx.shard))
         if pairs.num_rows == 0:
-            return pa.table({"doc": pa.array([], pa.int64()), "shingles": pa.array([], pa.list_(pa.uint32())),
-                             PARTITION: pa.array([], pa.int32())})
+            return pa.table({})  # an empty output writes no file
         a, b = pairs.column("a").to_numpy(), pairs.column("b").to_numpy()
         target = _spread(a, ctx.partitions)
         docs = np.concatenate([a, b])
@@ -161,8 +160,7 @@ class MinHashDedup(GlobalStage):
 
         pairs = ctx.read("verify" if self.config.verify else "candidates", columns=["a", "a_id", "b", "b_id"])
         if pairs.num_rows == 0:
-            return pa.table({"doc": pa.array([], pa.int64()), "shard": pa.array([], pa.int32()),
-                             "cluster": pa.array([], pa.string()), "size": pa.array([], pa.int32())})
+            return pa.table({})
         ends = np.concatenate([pairs.column("a").to_numpy(), pairs.column("b").to_numpy()])
         docs, index = np.unique(ends, return_inverse=True)
         half = pairs.num_rows
