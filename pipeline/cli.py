@@ -83,6 +83,33 @@ def inspect(run_dir: str = typer.Argument(..., help="a run's output_dir"),
         console.print("(no documents)")
 
 
+tokens_app = typer.Typer(no_args_is_help=True, help="Token shards made by a run's `tokenize` stage.")
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("stats")
+def tokens_stats(path: str = typer.Argument(..., help="a run's output_dir, or its tokens/ directory")) -> None:
+    """Per split: shards, documents, tokens, mean tokens per document, and UTF-8 bytes per token
+    (the tokenizer's compression; the EOS token that ends each document is not counted)."""
+    from train.tokens import load_index
+
+    try:
+        index = load_index(path)
+    except FileNotFoundError as error:
+        errors.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2)
+    table = Table(title=f"{index.root}  ({index.dtype}, vocabulary {index.vocab_size:,}, "
+                        f"tokenizer {index.tokenizer_sha256[:12]})", title_justify="left")
+    for column in ("split", "shards", "documents", "tokens", "tokens/doc", "bytes/token"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for split, entry in index.data["splits"].items():
+        documents, tokens = entry["documents"], entry["tokens"]
+        table.add_row(split, _n(len(entry["shards"])), _n(documents), _n(tokens),
+                      f"{tokens / documents:,.1f}" if documents else "",
+                      f"{entry['text_bytes'] / (tokens - documents):.2f}" if tokens > documents else "")
+    console.print(table)
+
+
 def _print_document(row: dict, chars: int) -> None:
     body = row.get("text") or row.get("html") or ""
     console.rule(f"[bold]{row.get('id')}[/] {row.get('url') or row.get('source') or ''}")

@@ -142,8 +142,11 @@ def _resolve_stages(config: RunConfig, problems: list[str]) -> list[StageSpec]:
         except LookupError as error:
             problems.append(f"{where}.type: {error}")
             continue
+        raw = entry.options()
+        if "seed" in cls.Config.model_fields and raw.get("seed") is None:
+            raw["seed"] = config.seed  # a stage's unset seed is the run's, and part of its fingerprint
         try:
-            options = cls.Config.model_validate(entry.options())
+            options = cls.Config.model_validate(raw)
         except ValidationError as error:
             problems += [f"{where}.{p}" for p in _describe(error, cls.Config)]
             continue

@@ -27,6 +27,7 @@ class Node:
     after: tuple[str, ...]
     needs_setup: bool = False
     is_global: bool = False  # runs phases over the whole corpus before it judges any shard
+    judges: bool = True  # False: makes an artifact; its children read its parent's documents
 
 
 def build_nodes(specs: list[StageSpec]) -> list[Node]:
@@ -34,7 +35,7 @@ def build_nodes(specs: list[StageSpec]) -> list[Node]:
     nodes = [Node(SOURCE, SOURCE, {}, ())]
     for spec in specs:
         nodes.append(Node(spec.name, stage_path(spec.cls), spec.config.model_dump(mode="json"), spec.after,
-                          spec.cls.needs_setup(), issubclass(spec.cls, GlobalStage)))
+                          spec.cls.needs_setup(), issubclass(spec.cls, GlobalStage), getattr(spec.cls, "judges", True)))
     return nodes
 
 
@@ -120,9 +121,11 @@ def segments(nodes: list[Node], to_run: set[str]) -> list[list[Node]]:
 
     A stage joins its parent's chain when it has one parent, that parent runs now, ends its
     chain, and has no other child; otherwise it starts a chain that reads its parents' shards.
-    A global stage always starts a chain: its phases must finish before it judges a shard.
+    A global stage always starts a chain: its phases must finish before it judges a shard; so does
+    the child of a stage that makes an artifact instead of documents.
     """
     children: dict[str, int] = {}
+    by_name = {n.name: n for n in nodes}
     for node in nodes:
         for parent in node.after:
             children[parent] = children.get(parent, 0) + 1
@@ -130,7 +133,8 @@ def segments(nodes: list[Node], to_run: set[str]) -> list[list[Node]]:
     for node in nodes:
         if node.name not in to_run:
             continue
-        joinable = (not node.is_global and len(node.after) == 1 and node.after[0] in to_run and children[node.after[0]] == 1
+        joinable = (len(node.after) == 1 and not node.is_global and by_name[node.after[0]].judges
+                    and node.after[0] in to_run and children[node.after[0]] == 1
                     and chains and chains[-1][-1].name == node.after[0])
         if joinable:
             chains[-1].append(node)

@@ -48,6 +48,8 @@ class PhaseContext:
     phases_dir: str
     partitions: int
     units: tuple[str, ...]  # the input shards' unit names, sorted
+    inputs: tuple[str, ...] = ()  # their paths
+    run_dir: str = ""  # where stages that make artifacts (a tokenizer, token shards) put them
     shard: int = -1
     partition: int = -1
 
@@ -112,6 +114,13 @@ class GlobalStage(Stage):
 
     rows_per_partition: ClassVar[int] = 2_000_000  # rows of shuffled data one partition task holds
     shuffle_rows_per_doc: ClassVar[float] = 1.0  # rows a document sends into the shuffle
+    judges: ClassVar[bool] = True  # False: it makes an artifact and removes nothing; no judge step,
+    # and the stages after it read the documents its parent kept
+
+    @classmethod
+    def artifacts(cls, config, run_dir: str) -> list[str]:
+        """Files outside its stage directory that the stage makes (a missing one re-runs it)."""
+        return []
 
     def phases(self) -> list[Phase]:
         raise NotImplementedError

@@ -101,7 +101,8 @@ def make_plan(config: RunConfig, specs: list[StageSpec], manifest: dict[str, Any
 def _is_cached(entry: dict | None, fingerprint: str) -> bool:
     if not entry or entry.get("status") != "done" or entry.get("fingerprint") != fingerprint:
         return False
-    return all(shards.exists(f["path"]) for f in entry.get("kept", []))
+    return all(shards.exists(f["path"]) for f in entry.get("kept", [])) and all(
+        shards.exists(path) for path in entry.get("artifacts", []))
 
 
 def _prepare_dirs(config: RunConfig, plan: Plan) -> None:
@@ -166,7 +167,14 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[dag.Node], manifest: d
         dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         rest = chain
     progress.start([n.name for n in chain])
-    context = _run_phases(plan, first, items, cpus, progress) if first.is_global else None
+    started = time.time()
+    context = _run_phases(config, plan, first, items, cpus, progress) if first.is_global else None
+    if not first.judges:  # its artifact is made; it passes its parent's documents on untouched
+        rows = sum(item["rows"] for item in items)
+        shards.write_json(plan.tasks[first.name].done_path("all"), {
+            "fingerprint": plan.tasks[first.name].fingerprint, "unit": "all", "outputs": [], "docs_in": rows,
+            "docs_out": rows, "bytes_in": 0, "bytes_out": 0, "started": started, "finished": time.time()})
+        items, rest = [], []
     for node in rest:
         dataset = _add_stage(dataset, node, plan.tasks[node.name], cpus, context if node is first else None)
 
@@ -198,7 +206,8 @@ def _add_stage(dataset, node: dag.Node, task: StageTask, cpus: int, context: Pha
     return dataset.map_batches(run_stage_task, batch_size=1, fn_kwargs={"task": task, "context": context}, **remote)
 
 
-def _run_phases(plan: Plan, node: dag.Node, items: list[dict], cpus: int, progress: Progress) -> PhaseContext:
+def _run_phases(config: RunConfig, plan: Plan, node: dag.Node, items: list[dict], cpus: int,
+                progress: Progress) -> PhaseContext:
     """Run a global stage's phases, one after another, each as parallel Ray tasks; returns the
     context its judge step needs. The partition count is chosen once and kept, so a resumed run
     (even on another cluster) shuffles into the same files."""
@@ -212,7 +221,8 @@ def _run_phases(plan: Plan, node: dag.Node, items: list[dict], cpus: int, progre
     if not layout:
         layout = {"partitions": stage.partitions(sum(item["rows"] for item in items), cpus)}
         shards.write_json(layout_path, layout)
-    context = PhaseContext(phases_dir, layout["partitions"], tuple(item["unit"] for item in items))
+    context = PhaseContext(phases_dir, layout["partitions"], tuple(item["unit"] for item in items),
+                           tuple(item["path"] for item in items), config.output_dir)
     remote = ray.remote(run_phase_task).options(**_remote_options(node))
     for phase in stage.phases():
         jobs = phase_jobs(phase, context, [(item["unit"], item["path"]) for item in items])
@@ -226,10 +236,15 @@ def _run_phases(plan: Plan, node: dag.Node, items: list[dict], cpus: int, progre
 
 
 def _input_units(node: dag.Node, plan: Plan) -> list[dict[str, str]]:
-    """The shards a chain's first stage reads: its parents' kept shards, in sorted order."""
+    """The shards a chain's first stage reads: its parents' kept shards, in sorted order (through
+    a parent that makes an artifact, what that parent read)."""
+    by_name = {n.name: n for n in plan.nodes}
     items = []
     for index, parent in enumerate(node.after):
         prefix = f"p{index}-" if len(node.after) > 1 else ""
+        if not by_name[parent].judges:
+            items += [{**item, "unit": prefix + item["unit"]} for item in _input_units(by_name[parent], plan)]
+            continue
         for record in _done_records(plan.tasks[parent]):
             for output in record["outputs"]:
                 items.append({"unit": prefix + output["unit"], "path": output["kept"]["path"],
@@ -272,6 +287,12 @@ def _finish_stage(config: RunConfig, plan: Plan, node: dag.Node, manifest: dict)
         "docs_in": stats["docs_in"], "docs_out": stats["docs_out"], "wall_seconds": stats["wall_seconds"],
         "kept": [o["kept"] for o in outputs], "removed": [o["removed"] for o in outputs if o["removed"]],
     }
+    if node.is_global:
+        from pipeline.stage import resolve_stage
+
+        cls = resolve_stage(node.stage_type)
+        manifest["stages"][node.name]["artifacts"] = cls.artifacts(cls.Config.model_validate(node.options),
+                                                                  config.output_dir)
     _write_manifest(config, manifest)
 
 

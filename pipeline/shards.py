@@ -46,12 +46,15 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     fs.mv(temporary, local)
 
 
+def write_file(path: str, data: bytes, rows: int) -> FileInfo:
+    write_bytes_atomic(path, data)
+    return FileInfo(path=path, rows=rows, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
 def write_parquet(path: str, table: pa.Table) -> FileInfo:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, **PARQUET_OPTIONS)
-    data = sink.getvalue().to_pybytes()
-    write_bytes_atomic(path, data)
-    return FileInfo(path=path, rows=table.num_rows, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    return write_file(path, sink.getvalue().to_pybytes(), table.num_rows)
 
 
 def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:

@@ -153,7 +153,8 @@ def judge_curation_fixtures(shared_data):
 @pytest.fixture
 def run_global(tmp_path):
     """A function running a global stage in this process, phase after phase, over tables written
-    as Parquet shards (the runner's work without Ray). Returns (kept, removed, stage directory)."""
+    as Parquet shards (the runner's work without Ray). Returns (kept, removed, stage directory);
+    a stage that makes an artifact writes it under `<stage directory>/run`."""
     import pyarrow as pa
 
     from pipeline import shards
@@ -165,10 +166,14 @@ def run_global(tmp_path):
         shards_in = [(f"{i:05d}", shards.write_parquet(str(tmp_path / f"in-{name}" / f"{i:05d}.parquet"), t).path)
                      for i, t in enumerate(tables)]
         task = StageTask(name, stage_type, options, "test", stage_dir)
-        context = PhaseContext(f"{stage_dir}/phases", partitions, tuple(unit for unit, _ in shards_in))
-        for phase in task.build().phases():
+        context = PhaseContext(f"{stage_dir}/phases", partitions, tuple(unit for unit, _ in shards_in),
+                               tuple(path for _, path in shards_in), f"{stage_dir}/run")
+        stage = task.build()
+        for phase in stage.phases():
             for job in phase_jobs(phase, context, shards_in):
                 run_phase_task(task, phase.name, *job)
+        if not stage.judges:  # it made an artifact under <stage_dir>/run and judges nothing
+            return None, None, stage_dir
         worker = StageWorker(task, context)
         for unit, path in shards_in:
             worker.run_unit(unit, path)

@@ -81,6 +81,8 @@ def test_example_runs_end_to_end_and_then_is_cached(local_ray, tmp_path):
     # the sample plants 12 exact and 12 near duplicates (5% of 240 each); the filters keep them all
     exact, near = manifest["stages"]["exact_dedup"], manifest["stages"]["minhash_dedup"]
     assert exact["docs_in"] - exact["docs_out"] == 12 and near["docs_in"] - near["docs_out"] == 12
+    tokens = json.loads((tmp_path / "demo/tokens/index.json").read_text())
+    assert sum(tokens["splits"][s]["documents"] for s in ("train", "val")) == near["docs_out"]
 
     before = mtimes(tmp_path / "demo")
     again = run_config(path)

@@ -1,0 +1,150 @@
+"""`tokenize`: every document its parent kept, encoded with the run's tokenizer into memory-mappable
+token shards (format: train/tokens.py) under `<run>/tokens/{train,val}/`.
+
+Phases (see pipeline/global_stage.py):
+
+1. `encode`, per shard: `encode_batch` of the texts, `<|endoftext|>` appended to each; each
+   document gets a seeded key that picks its split (`val_fraction` of them go to `val`) and the
+   partition it is shuffled to, so token shards mix documents from the whole corpus.
+2. `write`, per partition: documents in key order, cut into Arrow IPC shards of about
+   `shard_tokens` tokens each.
+3. `index`, once: `tokens/index.json` with every shard's token and document counts, the dtype,
+   vocabulary size, EOS id and the tokenizer's sha256 (the trainer checks it against its model).
+
+The tokenizer is `<run>/tokenizer/tokenizer.json` from a `train_tokenizer` stage earlier in the run,
+or any tokenizer.json given as `tokenizer:` (its contents are part of the stage's fingerprint).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field
+
+from pipeline import shards
+from pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext
+from pipeline.stage import StageConfig
+from stages.train_tokenizer import EOS, seeded_keys
+from train.tokens import INDEX, token_type, write_shard
+
+SPLITS = ("train", "val")
+
+
+class TokenizeConfig(StageConfig):
+    tokenizer: str | None = None  # a tokenizer.json; unset: the one train_tokenizer made in this run
+    eos: str = EOS  # appended to every document
+    val_fraction: float = Field(0.005, ge=0, lt=1)  # documents held out for validation loss
+    shard_tokens: int = Field(2**25, ge=1, lt=2**31)  # tokens per shard, about (the last of a partition is smaller)
+    seed: int | None = None  # of the split and the shuffle; unset: the run's seed
+
+
+class Tokenize(GlobalStage):
+    type_name = "tokenize"
+    Config = TokenizeConfig
+    requires = ("id", "text")
+    packages = ("tokenizers",)
+    judges = False
+    rows_per_partition = 200_000  # documents (each with its tokens) one write task holds
+
+    def partitions(self, documents: int, cpus: int) -> int:
+        """From the corpus size alone: which documents share a shard must not depend on the cluster."""
+        return max(1, math.ceil(documents / self.rows_per_partition))
+
+    @classmethod
+    def data_files(cls, config: TokenizeConfig) -> list[str]:
+        return [config.tokenizer] if config.tokenizer else []
+
+    @classmethod
+    def artifacts(cls, config: TokenizeConfig, run_dir: str) -> list[str]:
+        return [shards.join(run_dir, "tokens", INDEX)]
+
+    def phases(self) -> list[Phase]:
+        return [Phase("encode", "shards", columns=("id", "text")), Phase("write", "partitions", reads="encode"),
+                Phase("index", "once")]
+
+    def tokenizer_path(self, ctx: PhaseContext) -> str:
+        return self.config.tokenizer or shards.join(ctx.run_dir, "tokenizer", "tokenizer.json")
+
+    def _load(self, ctx: PhaseContext):
+        from tokenizers import Tokenizer
+
+        path = self.tokenizer_path(ctx)
+        if not shards.exists(path):
+            raise FileNotFoundError(f"no tokenizer at {path}: list a train_tokenizer stage before this one, "
+                                    "or set `tokenizer:` to a tokenizer.json")
+        tokenizer = Tokenizer.from_file(path)
+        if tokenizer.token_to_id(self.config.eos) is None:
+            raise ValueError(f"the tokenizer at {path} has no token {self.config.eos!r} (eos)")
+        return tokenizer
+
+    def encode(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
+        os.environ.setdefault("RAYON_NUM_THREADS", "1")  # one core per Ray task: the runner parallelises
+        tokenizer = self._load(ctx)
+        dtype = token_type(tokenizer.get_vocab_size())
+        eos = np.array([tokenizer.token_to_id(self.config.eos)], dtype.to_pandas_dtype())
+        texts = table.column("text").to_pylist()
+        encoded = [np.asarray(e.ids, dtype.to_pandas_dtype()) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+        lengths = np.array([len(ids) + 1 for ids in encoded], np.int64)
+        values = np.concatenate([part for ids in encoded for part in (ids, eos)]) if encoded else np.zeros(0, eos.dtype)
+        keys = seeded_keys(table.column("id"), self.config.seed)
+        is_val = keys < np.uint64(int(self.config.val_fraction * 2**64))
+        return pa.table({
+            "key": keys,
+            "split": pa.array(np.where(is_val, "val", "train")),
+            "text_bytes": pc.binary_length(table.column("text")).cast(pa.int64()),
+            "input_ids": pa.LargeListArray.from_arrays(np.concatenate(([0], np.cumsum(lengths))), pa.array(values, dtype)),
+            PARTITION: (keys % np.uint64(ctx.partitions)).astype(np.int32),
+        })
+
+    def write(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
+        """Token shards of this partition, documents in key order; a row per shard written."""
+        if table.num_rows == 0:
+            return pa.table({})
+        table = table.take(pc.sort_indices(table, [("key", "ascending")]))
+        rows = []
+        for split in SPLITS:
+            part = table.filter(pc.equal(table.column("split"), split))
+            ids = part.column("input_ids").combine_chunks()
+            lengths = pc.list_value_length(ids).to_numpy()
+            ends = np.cumsum(lengths)
+            start, number = 0, 0
+            while start < part.num_rows:  # cut after the document that reaches shard_tokens
+                done = int(ends[start - 1]) if start else 0
+                stop = min(int(np.searchsorted(ends, done + self.config.shard_tokens)) + 1, part.num_rows)
+                name = f"{split}/part-{ctx.partition:05d}-{number:05d}.arrow"
+                chunk = ids.slice(start, stop - start).cast(pa.list_(ids.type.value_type))
+                info = write_shard(shards.join(ctx.run_dir, "tokens", name), chunk)
+                rows.append({"split": split, "path": name, "documents": stop - start,
+                             "tokens": int(lengths[start:stop].sum()), "sha256": info.sha256,
+                             "text_bytes": int(pc.sum(part.column("text_bytes").slice(start, stop - start)).as_py())})
+                start, number = stop, number + 1
+        return pa.Table.from_pylist(rows)
+
+    def index(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
+        written = ctx.read("write")
+        rows = sorted(written.to_pylist(), key=lambda r: r["path"]) if written.num_rows else []
+        tokenizer = self._load(ctx)
+        with open(self.tokenizer_path(ctx), "rb") as fh:
+            tokenizer_sha256 = hashlib.sha256(fh.read()).hexdigest()
+        splits = {}
+        for split in SPLITS:
+            entries = [{k: r[k] for k in ("path", "tokens", "documents", "text_bytes", "sha256")}
+                       for r in rows if r["split"] == split]
+            splits[split] = {key: sum(e[key] for e in entries) for key in ("tokens", "documents", "text_bytes")}
+            splits[split]["shards"] = entries
+        root = shards.join(ctx.run_dir, "tokens")
+        for split in SPLITS:  # files of an earlier run of this stage that this one did not write
+            listed = {shards.join(root, e["path"]) for e in splits[split]["shards"]}
+            for path in shards.list_files(shards.join(root, split), ".arrow"):
+                if path not in listed:
+                    shards.remove_tree(path)
+        shards.write_json(shards.join(root, INDEX), {
+            "tokenizer": self.tokenizer_path(ctx), "tokenizer_sha256": tokenizer_sha256,
+            "vocab_size": tokenizer.get_vocab_size(), "dtype": str(token_type(tokenizer.get_vocab_size())),
+            "eos_id": tokenizer.token_to_id(self.config.eos), "seed": self.config.seed,
+            "val_fraction": self.config.val_fraction, "splits": splits})
+        return pa.table({"tokens": [splits["train"]["tokens"] + splits["val"]["tokens"]]})
