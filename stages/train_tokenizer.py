@@ -123,7 +123,7 @@ class TrainTokenizer(GlobalStage):
         return result.take(pc.sort_indices(result, [("doc", "ascending")]))
 
     def _texts(self, ctx: PhaseContext, sampled: bool):
-        """The training texts, shard by shard, in shard order (a list of strings per shard)."""
+        """The training texts in shard order, as lists of up to 1000 strings."""
         for shard, path in enumerate(ctx.inputs):
             texts = shards.read_parquet(path, columns=["text"]).column("text")
             if sampled:
@@ -133,7 +133,9 @@ class TrainTokenizer(GlobalStage):
                 texts = texts.take(pa.array(chosen.column("doc").to_numpy() & 0xFFFFFFFF))
             self.counters["documents"] += len(texts)
             self.counters["bytes"] += int(pc.sum(pc.binary_length(texts)).as_py() or 0)
-            yield texts.to_pylist()
+            texts = texts.to_pylist()
+            for start in range(0, len(texts), 1000):  # HF's trainer takes batches of 1000 best
+                yield texts[start:start + 1000]
 
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         started = time.time()
