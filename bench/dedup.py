@@ -359,6 +359,30 @@ def _child_datatrove(folder: str, out_dir: str, workers: int) -> None:
     print(json.dumps({"seconds": time.perf_counter() - started, "steps": seconds}), flush=True)
 
 
+def _child_lsh(folder: str) -> None:
+    """In a child: datasketch's MinHashLSH (14 bands x 8 rows) holding every document, as an
+    in-memory index does; signatures computed by ours (fast) and passed in as hash values."""
+    import pyarrow.parquet as pq
+    from datasketch import MinHash, MinHashLSH
+
+    from stages import _minhash
+
+    lsh = MinHashLSH(num_perm=BANDS * ROWS, params=(BANDS, ROWS))
+    started = time.perf_counter()
+    for path in sorted(Path(folder).glob("*.parquet")):
+        table = pq.read_table(path)
+        sigs = _minhash.signatures(*_minhash.shingle_hashes(table.column("text").to_pylist(), NGRAM), BANDS * ROWS, 1)
+        for doc_id, sig in zip(table.column("id").to_pylist(), sigs):
+            lsh.insert(doc_id, MinHash(hashvalues=sig, scheme="affine32"), check_duplication=False)
+    print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
+
+
+def run_lsh(folder: Path, tmp: Path, size: int) -> dict:
+    run = watched([sys.executable, str(Path(__file__).resolve()), "--child", "lsh", str(folder)],
+                  tmp / f"lsh-{size}.log")
+    return {"seconds": run["result"]["seconds"], "peak": run["peak"]}
+
+
 def run_datatrove(folder: Path, tmp: Path, workers: int) -> dict:
     import pyarrow.compute as pc
 
@@ -408,7 +432,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        _child_ours(*rest) if kind == "ours" else _child_datatrove(rest[0], rest[1], int(rest[2]))
+        if kind == "ours":
+            _child_ours(*rest)
+        elif kind == "lsh":
+            _child_lsh(*rest)
+        else:
+            _child_datatrove(rest[0], rest[1], int(rest[2]))
         return
 
     sizes = sorted({args.docs, *(int(s) for s in args.sizes.split(",") if s.strip())})
@@ -467,6 +496,10 @@ def main() -> None:
                       flush=True)
                 scaling[size] = run_ours(folders[size], tmp, f"size-{size}", args.cpus, args.docs_per_file, True,
                                          False)
+        lsh = {}
+        for size in sizes:
+            print(f"running datasketch MinHashLSH on {size:,} ...", flush=True)
+            lsh[size] = run_lsh(folders[size], tmp, size)
 
     n = args.docs
     above = sims >= 0.8
@@ -512,11 +545,14 @@ def main() -> None:
     memory = [(labels["dt"], n, runs["dt"])] if "dt" in runs else []
     memory += [(labels["inproc"], n, runs["inproc"])]
     memory += [(labels["inproc_verify"], size, scaling[size]) for size in sorted(scaling)]
+    memory += [("datasketch MinHashLSH, in memory", size, lsh[size]) for size in sorted(lsh)]
     for label, size, r in memory:
-        print(f"{label:<38} {size:>10,} {r['seconds']:>8.1f} {size / r['seconds']:>7,.0f} {len(r['removed']):>8,} "
+        removed = f"{len(r['removed']):>8,}" if "removed" in r else f"{'-':>8}"
+        print(f"{label:<38} {size:>10,} {r['seconds']:>8.1f} {size / r['seconds']:>7,.0f} {removed} "
               f"{mb(r['peak']['rss']):>9} {r['peak']['name'][:24]:<24} {mb(r['peak']['tree']):>9}")
     print("largest: the peak RSS of any one process; tree: the peak of the tree's RSS summed (shared pages "
-          "counted in each process)")
+          "counted in each process). MinHashLSH: the index alone (insert, no query), signatures by ours; its "
+          "seconds are signatures + inserts")
 
 if __name__ == "__main__":
     main()
