@@ -15,6 +15,12 @@ docs = documents handed to the extractor; docs/s = docs / seconds. `--limit N` k
 """
 from __future__ import annotations
 
+import os
+import sys
+
+if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)  # run as a script, bench/tokenize.py would shadow the standard library's `tokenize`
+
 import argparse
 import glob
 import gzip

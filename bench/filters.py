@@ -16,6 +16,12 @@ Both systems run the same steps with their default thresholds:
 """
 from __future__ import annotations
 
+import os
+import sys
+
+if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)  # run as a script, bench/tokenize.py would shadow the standard library's `tokenize`
+
 import argparse
 import json
 import multiprocessing
