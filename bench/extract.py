@@ -25,9 +25,7 @@ import argparse
 import glob
 import gzip
 import json
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +35,9 @@ from warcio.archiveiterator import ArchiveIterator
 
 DEFAULT_WARC = str(Path(__file__).resolve().parents[2] / "shared/data/warc/trafilatura-eval-990.warc.gz")
 PIPELINE_CLI = str(Path(sys.executable).with_name("pipeline"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._datatrove import run_datatrove as run_steps  # noqa: E402
 
 
 def cut_warc(src: str, dest: str, parts: int, limit: int | None) -> list[str]:
@@ -151,7 +152,6 @@ def run_c2m_cli(warcs: list[str], tmp: str, size: int, cpus: int) -> dict:
 
 def run_datatrove(warc_dir: str, tmp: str, name: str) -> dict:
     """WarcReader -> Trafilatura (the extract stage's options) -> JsonlWriter, 2 tasks on 2 workers."""
-    from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.readers import WarcReader
     from datatrove.pipeline.writers import JsonlWriter
@@ -160,18 +160,13 @@ def run_datatrove(warc_dir: str, tmp: str, name: str) -> dict:
 
     c = ExtractConfig()
     out, logs = os.path.join(tmp, name, "out"), os.path.join(tmp, name, "logs")
-    executor = LocalPipelineExecutor(
-        pipeline=[WarcReader(warc_dir, glob_pattern="*.warc.gz"),
-                  Trafilatura(favour_precision=c.favor == "precision", favor_recall=c.favor == "recall",
-                              deduplicate=c.deduplicate, timeout=c.timeout_seconds, fast=c.fast,
-                              include_tables=c.include_tables, output_format="txt"),
-                  JsonlWriter(out)],
-        tasks=2, workers=2, logging_dir=logs, skip_completed=False)
-    started = time.perf_counter()
-    executor.run()
-    seconds = time.perf_counter() - started
-    per_task = [load_json(p)[0]["stats"].get("documents", {}).get("total", 0)  # [0]: the reader
-                for p in glob.glob(os.path.join(logs, "stats", "*.json"))]
+    seconds, tasks = run_steps(
+        [WarcReader(warc_dir, glob_pattern="*.warc.gz"),
+         Trafilatura(favour_precision=c.favor == "precision", favor_recall=c.favor == "recall",
+                     deduplicate=c.deduplicate, timeout=c.timeout_seconds, fast=c.fast,
+                     include_tables=c.include_tables, output_format="txt"),
+         JsonlWriter(out)], Path(logs))
+    per_task = [steps[0].get("documents", {}).get("total", 0) for steps in tasks]  # [0]: the reader
     docs, busy = sum(per_task), sum(1 for n in per_task if n)
     written = sum(count_lines(p) for p in glob.glob(os.path.join(out, "*.jsonl.gz")))
     return {"docs": docs, "out": written, "seconds": seconds, "busy_tasks": busy}

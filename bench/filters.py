@@ -25,9 +25,7 @@ if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
 import argparse
 import json
 import multiprocessing
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +33,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._datatrove import run_datatrove as run_steps  # noqa: E402
 WARC = ROOT.parent / "shared/data/warc/trafilatura-eval-990.warc.gz"
 STAGES = ["langid", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality"]
 PIPELINE_CLI = str(Path(sys.executable).with_name("pipeline"))
@@ -102,24 +103,14 @@ def run_c2m(paths: list[str], tmp: Path, cpus: int) -> tuple[dict, dict]:
 
 
 def run_datatrove(folder: Path, tmp: Path) -> dict:
-    from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
                                             GopherRepetitionFilter)
     from datatrove.pipeline.readers import JsonlReader
 
-    logs = tmp / "dt-logs"
-    executor = LocalPipelineExecutor(
-        pipeline=[JsonlReader(str(folder), glob_pattern="*.jsonl"), _local_language_filter(),
-                  GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(), FineWebQualityFilter()],
-        tasks=2, workers=2, logging_dir=str(logs), skip_completed=False)
-    started = time.perf_counter()
-    executor.run()
-    seconds = time.perf_counter() - started
-    kept = 0
-    for path in (logs / "stats").glob("*.json"):
-        steps = json.loads(path.read_text())
-        kept += steps[-1]["stats"].get("forwarded", 0)
-    return {"seconds": seconds, "kept": kept}
+    seconds, tasks = run_steps([JsonlReader(str(folder), glob_pattern="*.jsonl"), _local_language_filter(),
+                                GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(),
+                                FineWebQualityFilter()], tmp / "dt-logs")
+    return {"seconds": seconds, "kept": sum(steps[-1].get("forwarded", 0) for steps in tasks)}
 
 
 def _local_language_filter():

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._datatrove import run_datatrove  # noqa: E402
 from bench.filters import extracted_texts  # noqa: E402
 
 FILES = 8
@@ -95,25 +96,14 @@ def raw_encode(texts: list[str], tokenizer_path: str) -> tuple[float, int]:
 
 
 def datatrove_tokenize(folder: Path, tokenizer_path: str, tmp: Path) -> tuple[float, int]:
-    from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.tokens import DocumentTokenizer
 
-    logs = tmp / "dt-logs"
-    executor = LocalPipelineExecutor(
-        pipeline=[ParquetReader(str(folder), glob_pattern="*.parquet"),
-                  DocumentTokenizer(str(tmp / "dt-out"), tokenizer_name_or_path=tokenizer_path,
-                                    eos_token="<|endoftext|>", local_working_dir=str(tmp / "dt-work"))],
-        tasks=2, workers=2, logging_dir=str(logs), skip_completed=False)
-    started = time.perf_counter()
-    executor.run()
-    seconds = time.perf_counter() - started
-    tokens = 0
-    for path in (logs / "stats").glob("*.json"):
-        for step in json.loads(path.read_text()):
-            tokens += step["stats"].get("tokens", {}).get("total", 0) if isinstance(step["stats"].get("tokens"), dict) \
-                else step["stats"].get("tokens", 0)
-    return seconds, tokens
+    seconds, tasks = run_datatrove([ParquetReader(str(folder), glob_pattern="*.parquet"),
+                                    DocumentTokenizer(str(tmp / "dt-out"), tokenizer_name_or_path=tokenizer_path,
+                                                      eos_token="<|endoftext|>", local_working_dir=str(tmp / "dt-work"))],
+                                   tmp / "dt-logs")
+    return seconds, sum(steps[-1]["tokens"]["total"] for steps in tasks)  # the tokenizer's count, EOS included
 
 
 def main() -> None:

@@ -98,9 +98,12 @@ class TrainTokenizer(GlobalStage):
     def artifacts(cls, config: TrainTokenizerConfig, run_dir: str) -> list[str]:
         return [shards.join(run_dir, "tokenizer", "tokenizer.json")]
 
+    @property
+    def sampled(self) -> bool:
+        return self.config.sample_documents is not None or self.config.sample_bytes is not None
+
     def phases(self) -> list[Phase]:
-        sampled = self.config.sample_documents is not None or self.config.sample_bytes is not None
-        return ([Phase("keys", "shards", columns=("id", "text")), Phase("choose", "once")] if sampled else []) + [
+        return ([Phase("keys", "shards", columns=("id", "text")), Phase("choose", "once")] if self.sampled else []) + [
             Phase("train", "once")]
 
     def keys(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
@@ -122,11 +125,11 @@ class TrainTokenizer(GlobalStage):
         result = pa.table({"doc": doc, "shard": (doc >> 32).astype(np.int32)})
         return result.take(pc.sort_indices(result, [("doc", "ascending")]))
 
-    def _texts(self, ctx: PhaseContext, sampled: bool):
+    def _texts(self, ctx: PhaseContext):
         """The training texts in shard order, as lists of up to 1000 strings."""
         for shard, path in enumerate(ctx.inputs):
             texts = shards.read_parquet(path, columns=["text"]).column("text")
-            if sampled:
+            if self.sampled:
                 chosen = ctx.read("choose", columns=["doc"], filter=pc.field("shard") == shard)
                 if chosen.num_rows == 0:
                     continue
@@ -139,8 +142,7 @@ class TrainTokenizer(GlobalStage):
 
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         started = time.time()
-        sampled = any(p.name == "choose" for p in self.phases())
-        tokenizer = train_bpe(self._texts(ctx, sampled), self.config)
+        tokenizer = train_bpe(self._texts(ctx), self.config)
         data = tokenizer.to_str().encode()
         info = shards.write_file(shards.join(tokenizer_dir(ctx), "tokenizer.json"), data, tokenizer.get_vocab_size())
         shards.write_json(shards.join(tokenizer_dir(ctx), "fingerprint.json"), {
