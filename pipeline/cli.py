@@ -33,8 +33,7 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
         manifest = run_pipeline(run_config, specs, address=address, until=until, force=tuple(force),
                                 show_progress=progress)
     except PlanError as error:
-        errors.print(f"[red]error:[/] {error}")
-        raise typer.Exit(2)
+        _fail(str(error))
     _print_status(run_config.output_dir, manifest)
 
 
@@ -51,8 +50,7 @@ def status(run_dir: str = typer.Argument(..., help="a run's output_dir")) -> Non
     """Stages of a run: status, documents in and out, and whether the output is cached."""
     manifest = shards.read_json(shards.join(run_dir, "manifest.json"))
     if manifest is None:
-        errors.print(f"[red]error:[/] no manifest.json in {run_dir}; is it a run's output_dir?")
-        raise typer.Exit(2)
+        _fail(f"no manifest.json in {run_dir}; is it a run's output_dir?")
     _print_status(run_dir, manifest)
 
 
@@ -66,8 +64,7 @@ def inspect(run_dir: str = typer.Argument(..., help="a run's output_dir"),
     stage_dir = shards.join(run_dir, "stages", stage)
     stats = shards.read_json(shards.join(stage_dir, "stats.json"))
     if stats is None:
-        errors.print(f"[red]error:[/] stage '{stage}' has no stats in {run_dir} (not run yet, or misspelt)")
-        raise typer.Exit(2)
+        _fail(f"stage '{stage}' has no stats in {run_dir} (not run yet, or misspelt)")
     console.print(f"[bold]{stage}[/]: {stats['docs_in']:,} in, {stats['docs_out']:,} kept, "
                   f"{stats['docs_in'] - stats['docs_out']:,} removed in {stats['wall_seconds']}s")
     for reason, count in sorted(stats["removed_by_reason"].items(), key=lambda kv: -kv[1]):
@@ -96,8 +93,7 @@ def tokens_stats(path: str = typer.Argument(..., help="a run's output_dir, or it
     try:
         index = load_index(path)
     except FileNotFoundError as error:
-        errors.print(f"[red]error:[/] {error}")
-        raise typer.Exit(2)
+        _fail(str(error))
     table = Table(title=f"{index.root}  ({index.dtype}, vocabulary {index.vocab_size:,}, "
                         f"tokenizer {index.tokenizer_sha256[:12]})", title_justify="left")
     for column in ("split", "shards", "documents", "tokens", "tokens/doc", "bytes/token"):
@@ -108,6 +104,60 @@ def tokens_stats(path: str = typer.Argument(..., help="a run's output_dir, or it
                       f"{tokens / documents:,.1f}" if documents else "",
                       f"{entry['text_bytes'] / (tokens - documents):.2f}" if tokens > documents else "")
     console.print(table)
+
+
+classifiers_app = typer.Typer(no_args_is_help=True, help="fastText classifiers, trained and evaluated outside a run.")
+app.add_typer(classifiers_app, name="classifiers")
+
+
+@classifiers_app.command("train")
+def classifiers_train(config: str = typer.Argument(..., help="a YAML of train_classifier options plus `output:`")) -> None:
+    """Train a classifier from labelled files (the options of a `train_classifier` stage, and
+    `output:`, the model file to write) and print its held-out evaluation."""
+    from classifiers.metrics import describe
+    from classifiers.train import file_examples, load_job, train
+
+    try:
+        job = load_job(config)
+        metadata = train(file_examples(job), job, job.output)
+    except ConfigError as error:
+        _fail(str(error), "config error")
+    except ValueError as error:
+        _fail(str(error))
+    console.print(f"wrote {job.output} ({metadata['bytes']:,} bytes); labels {metadata['data']['examples']}, "
+                  f"{metadata['data']['train']:,} training and {metadata['data']['validation']:,} held-out examples",
+                  highlight=False)
+    if metadata["metrics"]:
+        console.print(describe(metadata["metrics"]), highlight=False)
+
+
+@classifiers_app.command("eval")
+def classifiers_eval(model: str = typer.Argument(..., help="a fastText model file"),
+                     data: List[str] = typer.Argument(..., help="labelled files: JSONL, Parquet, CSV or text"),
+                     text_column: str = typer.Option("text", help="the column with the text"),
+                     label_column: Optional[str] = typer.Option(None, help="the column with each row's label"),
+                     label: Optional[str] = typer.Option(None, help="one label for every example"),
+                     map: List[str] = typer.Option([], "--map", help="rename a label value: RAW=LABEL (repeatable)"),
+                     unit: str = typer.Option("line", help="plain text: one example per `line` or per `file`"),
+                     positive: Optional[str] = typer.Option(None, help="the label scored (default: the model's)")) -> None:
+    """Score labelled examples with a model and print ROC AUC, precision, recall and F1 at 0.5 and
+    at the best threshold, and the threshold curve. Plain text without --label reads fastText's
+    `__label__name text` lines."""
+    from classifiers.data import ExampleSource, read_source
+    from classifiers.metrics import describe, report
+    from classifiers.model import Classifier
+
+    try:
+        source = ExampleSource(files=data, text_column=text_column, label_column=label_column, label=label, unit=unit,
+                               labels=dict(item.split("=", 1) for item in map))
+        source.check()
+        examples = read_source(source, 0)
+        classifier = Classifier.load(model, positive)
+    except ValueError as error:  # pydantic's ValidationError is one too
+        _fail(str(error))
+    truth = [value == classifier.label for value in examples.column("label").to_pylist()]
+    console.print(f"{model}: scoring label {classifier.label!r} on {examples.num_rows:,} examples", highlight=False)
+    console.print(describe(report(truth, classifier.score(examples.column("text")))), highlight=False)
 
 
 def _print_document(row: dict, chars: int) -> None:
@@ -144,9 +194,14 @@ def _load(path: str):
     try:
         return load_config(path)
     except ConfigError as error:
-        errors.print("[red]config error[/] ", end="")
-        errors.print(str(error), highlight=False, markup=False)
-        raise typer.Exit(2)
+        _fail(str(error), "config error")
+
+
+def _fail(message: str, kind: str = "error:") -> None:
+    """Print `message` as it is (no rich markup: paths and reasons may hold brackets) and exit 2."""
+    errors.print(f"[red]{kind}[/] ", end="")
+    errors.print(message, highlight=False, markup=False)
+    raise typer.Exit(2)
 
 
 if __name__ == "__main__":

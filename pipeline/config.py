@@ -120,10 +120,12 @@ def parse_config(raw: Any, source: str = "config") -> tuple[RunConfig, list[Stag
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(source, _describe(error, RunConfig)) from None
+        raise ConfigError(source, describe_errors(error, RunConfig)) from None
     problems: list[str] = []
     specs = _resolve_stages(config, problems)
     _check_dag(config, specs, problems)
+    if not problems:
+        specs = _bind(config, specs, problems)
     problems += _check_inputs(config)
     if not problems:
         _check_columns(config, specs, problems)
@@ -148,7 +150,7 @@ def _resolve_stages(config: RunConfig, problems: list[str]) -> list[StageSpec]:
         try:
             options = cls.Config.model_validate(raw)
         except ValidationError as error:
-            problems += [f"{where}.{p}" for p in _describe(error, cls.Config)]
+            problems += [f"{where}.{p}" for p in describe_errors(error, cls.Config)]
             continue
         specs.append(StageSpec(index=i, name=entry.name, cls=cls, config=options, after=after))
     return specs
@@ -164,6 +166,26 @@ def _check_dag(config: RunConfig, specs: list[StageSpec], problems: list[str]) -
                 close = difflib.get_close_matches(parent, sorted(before), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 problems.append(f"stages[{spec.index}].after: '{parent}' is not a stage listed before this one{hint}")
+
+
+def _bind(config: RunConfig, specs: list[StageSpec], problems: list[str]) -> list[StageSpec]:
+    """Let each stage fill in what it takes from the stages it reads from (Stage.bind)."""
+    by_name, bound = {spec.name: spec for spec in specs}, []
+    for spec in specs:
+        upstream, todo = [], list(spec.after)
+        while todo:  # breadth first: nearest first
+            name = todo.pop(0)
+            if name in by_name and all(name != u[0] for u in upstream):
+                parent = by_name[name]
+                upstream.append((name, parent.cls, parent.config))
+                todo += parent.after
+        try:
+            spec = spec.model_copy(update={"config": spec.cls.bind(spec.config, upstream, config.output_dir)})
+        except ValueError as error:
+            problems.append(f"stages[{spec.index}] ({spec.name}): {error}")
+        by_name[spec.name] = spec
+        bound.append(spec)
+    return bound
 
 
 def _check_inputs(config: RunConfig) -> list[str]:
@@ -198,7 +220,7 @@ def _check_columns(config: RunConfig, specs: list[StageSpec], problems: list[str
         available[spec.name] = (columns - set(spec.cls.consumes)) | set(spec.cls.provides)
 
 
-def _describe(error: ValidationError, model: type[BaseModel]) -> list[str]:
+def describe_errors(error: ValidationError, model: type[BaseModel]) -> list[str]:
     """Pydantic errors as `key.path: message (hint)` lines."""
     lines = []
     for item in error.errors():

@@ -17,6 +17,7 @@ and never see Ray: the runner schedules them.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
@@ -50,6 +51,7 @@ class PhaseContext:
     units: tuple[str, ...]  # the input shards' unit names, sorted
     inputs: tuple[str, ...] = ()  # their paths
     run_dir: str = ""  # where stages that make artifacts (a tokenizer, token shards) put them
+    stage: str = ""  # the stage's name in the run (artifacts of several stages of one type differ by it)
     shard: int = -1
     partition: int = -1
 
@@ -69,6 +71,15 @@ class PhaseContext:
             directory = shards.join(directory, partition_name(partition))
         files = shards.list_files(directory, ".parquet", recursive=True)
         return shards.read_parquet_files(files, columns, filter) if files else pa.table({})
+
+
+def seeded_keys(values: pa.Array | list[str], seed: int) -> np.ndarray:
+    """A random-looking uint64 per string (a document id, a text), the same wherever it appears:
+    sorting by it gives a seeded sample or order that does not depend on shards or files."""
+    salt = str(seed).encode()
+    values = values.to_pylist() if isinstance(values, (pa.Array, pa.ChunkedArray)) else values
+    return np.array([int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8, key=salt).digest(), "little")
+                     for v in values], np.uint64)
 
 
 def phase_jobs(phase: Phase, context: PhaseContext, shards_in: list[tuple[str, str]]) -> list[tuple]:
@@ -118,7 +129,7 @@ class GlobalStage(Stage):
     # and the stages after it read the documents its parent kept
 
     @classmethod
-    def artifacts(cls, config, run_dir: str) -> list[str]:
+    def artifacts(cls, config, run_dir: str, name: str) -> list[str]:
         """Files outside its stage directory that the stage makes (a missing one re-runs it)."""
         return []
 

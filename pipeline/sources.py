@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import fsspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import warc
@@ -176,12 +177,13 @@ def _parquet_chunks(file: InputFile, inputs: InputConfig) -> Iterator[Chunk]:
         table = pa.Table.from_batches([batch])
         if inputs.text_column != "text":
             table = table.rename_columns(["text" if c == inputs.text_column else c for c in table.column_names])
-        ids = [warc.doc_id(f"{name}:{start + i}") for i in range(table.num_rows)]
+        given = table.column(inputs.id_column).cast(pa.string()) if inputs.id_column in table.column_names else None
+        if given is None or given.null_count:  # derived ids where the file gives none
+            derived = pa.array([warc.doc_id(f"{name}:{start + i}") for i in range(table.num_rows)], pa.string())
+            given = derived if given is None else pc.coalesce(given, derived)
         if inputs.id_column in table.column_names:
-            given = table.column(inputs.id_column).cast(pa.string())
             table = table.drop_columns([inputs.id_column])
-            ids = [g if g is not None else d for g, d in zip(given.to_pylist(), ids)]
-        table = table.append_column("id", pa.array(ids, pa.string()))
+        table = table.append_column("id", given)
         table = table.append_column("source", pa.array([file.path] * table.num_rows, pa.string()))
         start += table.num_rows
         yield Chunk(kept=table, removed=None)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
-import inspect
 import pkgutil
 from collections import Counter
 from dataclasses import dataclass
@@ -88,26 +87,64 @@ class Stage:
         return []
 
     @classmethod
+    def bind(cls, config: StageConfig, upstream: list[tuple[str, type[Stage], StageConfig]],
+             run_dir: str) -> StageConfig:
+        """The config with what it takes from earlier stages filled in (an apply stage: the path of
+        the model a train stage before it makes). `upstream` lists the stages this one reads from,
+        directly or not, nearest first, as (name, class, config). Raise ValueError to explain
+        what is missing; called once, when the run's config is loaded."""
+        return config
+
+    @classmethod
     def needs_setup(cls) -> bool:
         return cls.setup is not Stage.setup
 
     @classmethod
     def code_version(cls) -> str:
-        """Hash of the module that defines the stage, the `_*.py` helpers beside it, and the versions
-        of the packages it names: a code change or a library upgrade invalidates cached outputs."""
+        """Hash of the module that defines the stage, the modules of its own package (and of
+        `classifiers`) that it imports, directly or through each other, and the versions of the
+        packages it names: a change to code it runs, or a library upgrade, invalidates its outputs."""
         from importlib.metadata import PackageNotFoundError, version
 
-        module = Path(inspect.getfile(cls))
-        digest = hashlib.sha256(module.read_bytes())
-        for helper in sorted(module.parent.glob("_*.py")):  # shared helpers beside it (stages/_text.py, ...)
-            if helper.name != "__init__.py":
-                digest.update(helper.read_bytes())
+        digest = hashlib.sha256()
+        for path in local_sources(cls.__module__):
+            digest.update(path.read_bytes())
         for package in cls.packages:
             try:
                 digest.update(f"{package}=={version(package)}".encode())
             except PackageNotFoundError:
                 digest.update(f"{package}==?".encode())
         return digest.hexdigest()[:16]
+
+
+_OUTPUT_PACKAGES = ("stages", "classifiers")  # code there shapes a stage's output; pipeline/ only runs it
+
+
+def local_sources(module_name: str) -> list[Path]:
+    """The source files of `module_name` and of the modules it imports from its own top-level
+    package or from `_OUTPUT_PACKAGES`, transitively, sorted."""
+    import ast
+    import importlib.util
+
+    roots = {module_name.split(".")[0], *_OUTPUT_PACKAGES}
+    found: dict[str, Path] = {}
+    todo = [module_name]
+    while todo:
+        name = todo.pop()
+        try:
+            spec = importlib.util.find_spec(name) if name not in found else None
+        except (ImportError, ValueError):  # `from module import name`: the name is no module
+            spec = None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        found[name] = Path(spec.origin)
+        for node in ast.walk(ast.parse(found[name].read_text())):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.split(".")[0] in roots]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                if node.module.split(".")[0] in roots:  # `from pkg import module` names modules too
+                    todo += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return sorted(found.values())
 
 
 def builtin_stage_types() -> list[str]:

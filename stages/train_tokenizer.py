@@ -18,15 +18,15 @@ the token shards, and the chat tokens are reserved for the alignment stages' cha
 """
 from __future__ import annotations
 
-import hashlib
 import time
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from pipeline import shards
-from pipeline.global_stage import GlobalStage, Phase, PhaseContext
+from pipeline.global_stage import GlobalStage, Phase, PhaseContext, seeded_keys
 from pipeline.stage import StageConfig
 
 EOS = "<|endoftext|>"
@@ -51,13 +51,6 @@ class TrainTokenizerConfig(StageConfig):
         if len(set(tokens)) != len(tokens):
             raise ValueError("special tokens must be distinct")
         return tokens
-
-
-def seeded_keys(ids: pa.Array, seed: int) -> np.ndarray:
-    """A random-looking uint64 per document id, the same whatever shard it is in."""
-    salt = str(seed).encode()
-    return np.array([int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8, key=salt).digest(), "little")
-                     for i in ids.to_pylist()], np.uint64)
 
 
 def new_tokenizer():
@@ -95,7 +88,7 @@ class TrainTokenizer(GlobalStage):
     judges = False
 
     @classmethod
-    def artifacts(cls, config: TrainTokenizerConfig, run_dir: str) -> list[str]:
+    def artifacts(cls, config: TrainTokenizerConfig, run_dir: str, name: str) -> list[str]:
         return [shards.join(run_dir, "tokenizer", "tokenizer.json")]
 
     @property

@@ -167,7 +167,7 @@ def run_global(tmp_path):
                      for i, t in enumerate(tables)]
         task = StageTask(name, stage_type, options, "test", stage_dir)
         context = PhaseContext(f"{stage_dir}/phases", partitions, tuple(unit for unit, _ in shards_in),
-                               tuple(path for _, path in shards_in), f"{stage_dir}/run")
+                               tuple(path for _, path in shards_in), f"{stage_dir}/run", name)
         stage = task.build()
         for phase in stage.phases():
             for job in phase_jobs(phase, context, shards_in):
@@ -183,3 +183,42 @@ def run_global(tmp_path):
                 pa.concat_tables(removed, promote_options="default") if removed else None, stage_dir)
 
     return run
+
+
+def _words(rng, count: int) -> list[str]:
+    return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(count)]
+
+
+def make_labelled_texts(count: int, seed: int = 0) -> list[dict]:
+    """`count` texts, alternately `hq` and `lq`: words drawn from a shared vocabulary, and a third
+    of them from a small vocabulary of the text's own class (a task a classifier can learn)."""
+    import random
+
+    vocabulary = random.Random(1234)
+    shared, own = _words(vocabulary, 1500), {"hq": _words(vocabulary, 60), "lq": _words(vocabulary, 60)}
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        label = "hq" if i % 2 == 0 else "lq"
+        words = [rng.choice(own[label]) if rng.random() < 0.3 else rng.choice(shared) for _ in range(rng.randint(8, 60))]
+        rows.append({"id": f"doc-{i}", "text": " ".join(words).capitalize() + ".", "label": label})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def labelled_texts():
+    """make_labelled_texts: seeded synthetic labelled texts (hq/lq)."""
+    return make_labelled_texts
+
+
+@pytest.fixture(scope="session")
+def hq_model(tmp_path_factory) -> str:
+    """A small fastText model trained on labelled_texts, positive label `hq` (with model.json)."""
+    import pyarrow as pa
+
+    from classifiers.train import FastTextSettings, train
+
+    path = str(tmp_path_factory.mktemp("hq-model") / "model.bin")
+    table = pa.Table.from_pylist(make_labelled_texts(1000)).select(["text", "label"])
+    train(table, FastTextSettings(positive="hq", buckets=20_000, dim=16, epochs=20, seed=0), path)
+    return path

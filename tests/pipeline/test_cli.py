@@ -59,3 +59,34 @@ def test_errors_exit_with_code_2_and_say_why(finished_run, tmp_path):
     assert cli.invoke(app, ["status", str(tmp_path)]).exit_code == 2
     unknown = cli.invoke(app, ["inspect", str(out), "nope"])
     assert unknown.exit_code == 2 and "stage 'nope' has no stats" in unknown.output
+
+
+def test_classifiers_train_then_eval(labelled_texts, tmp_path):
+    rows = labelled_texts(400)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"body": r["text"], "kind": r["label"]}) + "\n" for r in rows))
+    held_out = tmp_path / "held_out.ft"  # fastText's own format: __label__name text
+    held_out.write_text("".join(f"__label__{r['label']} {r['text']}\n" for r in labelled_texts(100, seed=9)))
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"output": str(tmp_path / "m" / "model.bin"), "positive": "hq", "epochs": 20,
+                                      "buckets": 20000, "dim": 16,
+                                      "sources": [{"files": [str(data)], "text_column": "body", "label_column": "kind"}]}))
+    trained = cli.invoke(app, ["classifiers", "train", str(config)])
+    assert trained.exit_code == 0, trained.output
+    assert "ROC AUC" in trained.output and (tmp_path / "m" / "model.json").exists()
+    evaluated = cli.invoke(app, ["classifiers", "eval", str(tmp_path / "m" / "model.bin"), str(held_out), "--unit", "line"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "scoring label 'hq' on 100 examples" in evaluated.output
+    auc = float(evaluated.output.split("ROC AUC: ")[1].split()[0])
+    assert auc > 0.9
+
+
+def test_classifiers_errors_exit_with_code_2(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text("positive: hq\nsources: [{input: true, label: x}]\n")
+    result = cli.invoke(app, ["classifiers", "train", str(config)])
+    output = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 2 and "output: required key is missing" in output
+    assert "outside a run give `files`" in output
+    result = cli.invoke(app, ["classifiers", "eval", str(tmp_path / "none.bin"), str(config), "--label", "x"])
+    assert result.exit_code == 2 and "model file not found" in " ".join(result.output.split())

@@ -1,0 +1,79 @@
+"""A trained classifier: a fastText model file and, beside it, its metadata (`model.json` for
+`model.bin`: labels, the positive label, preprocessing, hyper-parameters, a fingerprint of the
+training data and the held-out metrics). Models trained elsewhere load too, without metadata."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+import numpy as np
+import pyarrow as pa
+
+from classifiers.fasttext_file import LABEL_PREFIX, check_model_file, load_model
+from classifiers.text import preprocess
+from pipeline import shards
+
+
+def metadata_path(model_path: str) -> str:
+    return str(PurePath(model_path).with_suffix(".json")) if "://" not in model_path else \
+        model_path.rsplit(".", 1)[0] + ".json"
+
+
+def read_metadata(model_path: str) -> dict:
+    """The metadata saved beside a model trained here; {} for a model from elsewhere."""
+    return shards.read_json(metadata_path(model_path)) or {}
+
+
+def local_file(path: str) -> str:
+    """A local path to read `path` from: itself, or a copy of a remote file (fastText reads local
+    files only), fetched once per process."""
+    if "://" not in path:
+        return path
+    copy = os.path.join(tempfile.gettempdir(), "crawl2model-models", path.replace("://", "/").lstrip("/"))
+    if not os.path.exists(copy):
+        import fsspec
+
+        os.makedirs(os.path.dirname(copy), exist_ok=True)
+        with fsspec.open(path, "rb") as source, open(copy + ".part", "wb") as target:
+            for block in iter(lambda: source.read(2**22), b""):
+                target.write(block)
+        os.replace(copy + ".part", copy)
+    return copy
+
+
+@dataclass
+class Classifier:
+    """Scores texts with a fastText model: the probability of one label (`label`, by default the
+    positive label recorded at training)."""
+
+    path: str
+    label: str
+    max_chars: int = 100_000
+    model: object = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, path: str, label: str | None = None, max_chars: int = 100_000) -> Classifier:
+        local = local_file(path)
+        labels = check_model_file(local)
+        label = label or read_metadata(path).get("positive") or (labels[0] if len(labels) == 1 else None)
+        if label is None or label not in labels:
+            wanted = f"label {label!r} is not one of" if label else "say which label to score; it has"
+            raise ValueError(f"{path}: {wanted} the model's labels {labels}")
+        return cls(path, label, max_chars, load_model(local))
+
+    def score_prepared(self, texts: list[str]) -> np.ndarray:
+        """The label's probability for texts already through `preprocess`; NaN for an empty one."""
+        scores = np.full(len(texts), np.nan)
+        index = [i for i, text in enumerate(texts) if text]
+        if index:
+            wanted = LABEL_PREFIX + self.label
+            labels, probabilities = self.model.f.multilinePredict([texts[i] + "\n" for i in index], -1, 0.0, "replace")
+            for i, names, values in zip(index, labels, probabilities):
+                scores[i] = next((min(float(p), 1.0) for name, p in zip(names, values) if name == wanted), 0.0)
+        return scores
+
+    def score(self, texts: pa.Array | list[str]) -> np.ndarray:
+        """The label's probability for each raw text (NaN where nothing is left to read)."""
+        return self.score_prepared(preprocess(texts, self.max_chars).to_pylist())
