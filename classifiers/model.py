@@ -28,18 +28,26 @@ def read_metadata(model_path: str) -> dict:
 
 def local_file(path: str) -> str:
     """A local path to read `path` from: itself, or a copy of a remote file (fastText reads local
-    files only), fetched once per process."""
+    files only), fetched once per machine and version of the file (its size and change time or
+    ETag name the copy)."""
     if "://" not in path:
         return path
-    copy = os.path.join(tempfile.gettempdir(), "crawl2model-models", path.replace("://", "/").lstrip("/"))
-    if not os.path.exists(copy):
-        import fsspec
+    import hashlib
 
+    import fsspec
+
+    fs, remote = fsspec.core.url_to_fs(path)
+    info = fs.info(remote)
+    version = hashlib.sha256(repr([path, info.get("size"), info.get("mtime") or info.get("ETag")
+                                   or info.get("LastModified")]).encode()).hexdigest()[:16]
+    copy = os.path.join(tempfile.gettempdir(), "crawl2model-models", version, PurePath(remote).name)
+    if not os.path.exists(copy):
         os.makedirs(os.path.dirname(copy), exist_ok=True)
-        with fsspec.open(path, "rb") as source, open(copy + ".part", "wb") as target:
+        part = f"{copy}.{os.getpid()}.part"  # workers on one machine may fetch it at once
+        with fsspec.open(path, "rb") as source, open(part, "wb") as target:
             for block in iter(lambda: source.read(2**22), b""):
                 target.write(block)
-        os.replace(copy + ".part", copy)
+        os.replace(part, copy)
     return copy
 
 
