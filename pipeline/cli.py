@@ -160,6 +160,83 @@ def classifiers_eval(model: str = typer.Argument(..., help="a fastText model fil
     console.print(describe(report(truth, classifier.score(examples.column("text")))), highlight=False)
 
 
+@app.command("train")
+def train_command(tokens: str = typer.Argument(..., help="a run's output_dir, or its tokens/ folder"),
+                  config: str = typer.Option(..., "--config", help="YAML of pretrain options (see README)"),
+                  out: Optional[str] = typer.Option(None, help="checkpoint folder (default <run>/checkpoints/pretrain)")) -> None:
+    """Pretrain a Llama on the token shards of an earlier run, or resume it from its newest
+    checkpoint. Under several GPUs: torchrun --nproc_per_node N -m train.pretrain (same arguments)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from train.pretrain import TrainConfig, TrainingError, default_out, train
+
+    try:
+        settings = TrainConfig.model_validate(yaml.safe_load(open(config, encoding="utf-8")) or {})
+        summary = train(tokens, out or default_out(tokens), settings, log=lambda line: console.print(line, highlight=False))
+    except ValidationError as error:
+        from pipeline.config import describe_errors
+
+        _fail("\n".join(describe_errors(error, TrainConfig)), "config error")
+    except (OSError, ValueError, TrainingError) as error:
+        _fail(str(error))
+    console.print(f"done: step {summary['step']}, loss {summary.get('loss')}", highlight=False)
+
+
+@app.command()
+def generate(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder (step-NNNNNN)"),
+             prompt: str = typer.Argument(..., help="the text to continue"),
+             tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)"),
+             max_new_tokens: int = typer.Option(100), temperature: float = typer.Option(0.8),
+             top_k: Optional[int] = typer.Option(None), top_p: Optional[float] = typer.Option(0.95),
+             seed: Optional[int] = typer.Option(None)) -> None:
+    """Continue a prompt with a checkpoint's model (temperature 0: greedy)."""
+    from tokenizers import Tokenizer
+
+    from model.generate import generate as sample
+    from train.pretrain import load_model
+
+    try:
+        model, saved = load_model(checkpoint_dir)
+        path = tokenizer or _run_tokenizer(saved)
+        encoder = Tokenizer.from_file(path)
+    except (OSError, ValueError, Exception) as error:  # tokenizers raises its own Exception type
+        _fail(str(error))
+    if encoder.get_vocab_size() != model.config.vocab_size:
+        _fail(f"{path} has {encoder.get_vocab_size():,} tokens, the model {model.config.vocab_size:,}: another tokenizer")
+    ids = encoder.encode(prompt).ids
+    out = sample(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                 eos_id=encoder.token_to_id("<|endoftext|>"), seed=seed)
+    console.print(prompt + encoder.decode(out), highlight=False, markup=False)
+
+
+@app.command()
+def export(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder (step-NNNNNN)"),
+           out: str = typer.Argument(..., help="folder for the Hugging Face model"),
+           tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)")) -> None:
+    """Export a checkpoint to the Hugging Face Llama format (config.json, model.safetensors,
+    tokenizer), loadable with transformers' AutoModelForCausalLM.from_pretrained."""
+    from model.hf import export_hf
+    from train.pretrain import load_model
+
+    try:
+        model, saved = load_model(checkpoint_dir)
+        folder = export_hf(model, out, tokenizer or _run_tokenizer(saved))
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    console.print(f"wrote {folder}", highlight=False)
+
+
+def _run_tokenizer(saved: dict) -> str:
+    """The tokenizer of the run whose tokens trained a checkpoint: <run>/tokenizer/tokenizer.json."""
+    from pathlib import Path
+
+    path = Path(saved["tokens"]).parent / "tokenizer" / "tokenizer.json"
+    if not path.exists():
+        raise ValueError(f"no tokenizer at {path}; give --tokenizer")
+    return str(path)
+
+
 def _print_document(row: dict, chars: int) -> None:
     body = row.get("text") or row.get("html") or ""
     console.rule(f"[bold]{row.get('id')}[/] {row.get('url') or row.get('source') or ''}")

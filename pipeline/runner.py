@@ -191,7 +191,8 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[dag.Node], manifest: d
 def _remote_options(node: dag.Node) -> dict[str, Any]:
     from pipeline.stage import resolve_stage
 
-    resources = resolve_stage(node.stage_type).resources
+    cls = resolve_stage(node.stage_type)
+    resources = cls.resources_for(cls.Config.model_validate(node.options))
     remote = {"num_cpus": resources.cpus, "num_gpus": resources.gpus or None,
               "memory": resources.memory_gb * 2**30 or None}
     return {k: v for k, v in remote.items() if v is not None}

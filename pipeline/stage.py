@@ -81,6 +81,11 @@ class Stage:
         raise NotImplementedError
 
     @classmethod
+    def resources_for(cls, config: StageConfig) -> Resources:
+        """What one worker asks Ray for; a stage whose needs depend on its options overrides it."""
+        return cls.resources
+
+    @classmethod
     def data_files(cls, config: StageConfig) -> list[str]:
         """Files the stage reads besides its input (word lists, models): a change to their contents
         re-runs the stage, as a change to its options does."""
@@ -102,7 +107,7 @@ class Stage:
     @classmethod
     def code_version(cls) -> str:
         """Hash of the module that defines the stage, the modules of its own package (and of
-        `classifiers`) that it imports, directly or through each other, and the versions of the
+        `classifiers`, `model` and `train`) that it imports, directly or through each other, and the versions of the
         packages it names: a change to code it runs, or a library upgrade, invalidates its outputs."""
         from importlib.metadata import PackageNotFoundError, version
 
@@ -117,7 +122,7 @@ class Stage:
         return digest.hexdigest()[:16]
 
 
-_OUTPUT_PACKAGES = ("stages", "classifiers")  # code there shapes a stage's output; pipeline/ only runs it
+_OUTPUT_PACKAGES = ("stages", "classifiers", "model", "train")  # code there shapes a stage's output; pipeline/ runs it
 
 
 def local_sources(module_name: str) -> list[Path]:

@@ -44,7 +44,7 @@ def test_the_example_config_is_valid():
     config, specs = load_config(ROOT / "examples" / "crawl.yaml")
     assert config.name == "demo" and [s.name for s in specs] == [
         "extract", "langid", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality", "exact_dedup",
-        "minhash_dedup", "bpe", "tokenize"]
+        "minhash_dedup", "bpe", "tokenize", "pretrain"]
 
 
 def test_unknown_top_level_key_suggests_the_right_one(warc_file):

@@ -1,0 +1,115 @@
+"""Pretraining on real token shards: it learns, it resumes exactly, data-parallel ranks add up to
+one process, and bad inputs stop it with a message that says what is wrong."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import TRAIN_YAML
+
+from train import checkpoint
+from train.pretrain import TrainConfig, TrainingError, load_model, train
+from train.tokens import load_index
+
+pytestmark = pytest.mark.shared
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config(**changes) -> TrainConfig:
+    return TrainConfig.model_validate({**yaml.safe_load(TRAIN_YAML), **changes})
+
+
+def losses(out: Path) -> dict[int, float]:
+    return {row["step"]: row["loss"] for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
+
+
+def unigram_entropy(tokens_dir: Path) -> float:
+    """The loss of the best model that ignores context: what a model whose attention or positions
+    are broken cannot beat."""
+    stream = np.concatenate([shard.tokens for shard in load_index(tokens_dir).open("train")])
+    p = np.bincount(stream) / len(stream)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def test_the_loss_falls_well_below_what_context_free_guessing_reaches(shakespeare_tokens, tmp_path):
+    summary = train(shakespeare_tokens, tmp_path, config(), log=lambda _: None)
+    floor = unigram_entropy(shakespeare_tokens)
+    print(f"\nafter 200 steps: loss {summary['loss']:.3f}, val {summary['val_loss']:.3f}; unigram entropy {floor:.3f}, "
+          f"ln(vocab) {math.log(512):.3f}; {summary['tokens_per_s']:,} tokens/s")
+    assert summary["val_loss"] < floor - 0.6 and summary["loss"] < floor - 0.6
+    assert checkpoint.latest(tmp_path).name == "step-000200"
+    model, saved = load_model(checkpoint.latest(tmp_path))
+    assert saved["model"]["vocab_size"] == 512 and model.config.n_kv_heads == 2
+
+
+def run_module(*args: str, env: dict | None = None, launcher: list[str] | None = None) -> None:
+    command = [*(launcher or [sys.executable, "-m"]), "train.pretrain", *args]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_resuming_from_a_checkpoint_in_a_new_process_continues_exactly(shakespeare_tokens, tmp_path):
+    settings = yaml.safe_load(TRAIN_YAML) | {"steps": 40, "checkpoint_interval": 20, "eval_interval": 1000}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(settings))
+    run_module(str(shakespeare_tokens), "--config", str(tmp_path / "train.yaml"), "--out", str(tmp_path / "straight"))
+    halfway = settings | {"steps": 20}
+    (tmp_path / "half.yaml").write_text(yaml.safe_dump(halfway))
+    run_module(str(shakespeare_tokens), "--config", str(tmp_path / "half.yaml"), "--out", str(tmp_path / "resumed"))
+    run_module(str(shakespeare_tokens), "--config", str(tmp_path / "train.yaml"), "--out", str(tmp_path / "resumed"))
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert [straight[s] for s in range(21, 41)] == [resumed[s] for s in range(21, 41)]
+
+
+def test_two_data_parallel_processes_equal_one_with_the_whole_batch(shakespeare_tokens, tmp_path):
+    settings = yaml.safe_load(TRAIN_YAML) | {"steps": 10, "eval_interval": 1000}
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(settings))
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(settings | {"batch_size": 8}))
+    run_module(str(shakespeare_tokens), "--config", str(tmp_path / "one.yaml"), "--out", str(tmp_path / "one"))
+    run_module(str(shakespeare_tokens), "--config", str(tmp_path / "two.yaml"), "--out", str(tmp_path / "two"),
+               launcher=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"],
+               env={"OMP_NUM_THREADS": "1"})
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert np.allclose([one[s] for s in range(1, 11)], [two[s] for s in range(1, 11)], rtol=1e-4)
+
+
+def test_bad_inputs_stop_with_a_clear_message(shakespeare_tokens, tmp_path):
+    with pytest.raises(FileNotFoundError, match="run a `tokenize` stage first"):
+        train(tmp_path / "nothing", tmp_path / "out", config())
+    with pytest.raises(ValueError, match="give `steps` or `tokens`"):
+        TrainConfig.model_validate({"steps": 10, "tokens": 1000})
+    train(shakespeare_tokens, tmp_path / "small", config(steps=2, checkpoint_interval=1), log=lambda _: None)
+    state = checkpoint.latest(tmp_path / "small") / checkpoint.STATE
+    state.write_bytes(state.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="corrupt checkpoint"):
+        train(shakespeare_tokens, tmp_path / "small", config(steps=4), log=lambda _: None)
+    with pytest.raises(TrainingError, match="step 2: the loss is nan"):
+        train(shakespeare_tokens, tmp_path / "nan", config(steps=3, lr=float("inf")), log=lambda _: None)
+
+
+def test_train_generate_and_export_from_the_command_line(shakespeare_tokens, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    cli = CliRunner()
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(yaml.safe_load(TRAIN_YAML) | {"steps": 30}))
+    trained = cli.invoke(app, ["train", str(shakespeare_tokens), "--config", str(tmp_path / "train.yaml"),
+                               "--out", str(tmp_path / "ckpt")])
+    assert trained.exit_code == 0, trained.output
+    step = checkpoint.latest(tmp_path / "ckpt")
+    tokenizer = str(shakespeare_tokens.parent / "tokenizer.json")
+    greedy = [cli.invoke(app, ["generate", str(step), "ROMEO:", "--tokenizer", tokenizer, "--temperature", "0",
+                               "--max-new-tokens", "12"]) for _ in range(2)]
+    assert greedy[0].exit_code == 0 and greedy[0].output == greedy[1].output and greedy[0].output.startswith("ROMEO:")
+    exported = cli.invoke(app, ["export", str(step), str(tmp_path / "hf"), "--tokenizer", tokenizer])
+    assert exported.exit_code == 0 and (tmp_path / "hf" / "model.safetensors").exists()
+    bad = cli.invoke(app, ["generate", str(tmp_path), "x", "--tokenizer", tokenizer])
+    assert bad.exit_code == 2 and "not a checkpoint" in bad.output
