@@ -25,7 +25,8 @@ from pipeline.worker import (StageTask, StageWorker, merge_counts, merge_histogr
 
 
 class PlanError(ValueError):
-    """--until or --force names a stage the config does not have."""
+    """The run cannot go as asked: --until or --force names no stage, or a stage asks for more
+    CPUs or GPUs than the cluster has."""
 
 
 @dataclass
@@ -61,6 +62,9 @@ def run(config: RunConfig, specs: list[StageSpec], *, address: str | None = None
     started_ray = connect(config, address)
     progress = Progress(enabled=show_progress)
     try:
+        import ray
+
+        _check_feasible([node for node in plan.nodes if node.name in plan.to_run], ray.cluster_resources())
         for chain in dag.segments(plan.nodes, plan.to_run):
             _run_chain(config, plan, chain, manifest, progress)
     except BaseException:
@@ -186,6 +190,18 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[dag.Node], manifest: d
     for node in chain:
         _finish_stage(config, plan, node, manifest)
         progress.done(node.name)
+
+
+def _check_feasible(nodes: list[dag.Node], cluster: dict[str, float]) -> None:
+    """Ray waits forever on a task no node can hold: say so before any stage starts."""
+    for node in nodes:
+        if node.name == SOURCE:
+            continue
+        asks = _remote_options(node)
+        for key, resource in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+            if asks.get(key, 0) > cluster.get(resource, 0):
+                raise PlanError(f"stage '{node.name}' asks for {asks[key]:g} {resource}s per worker; the Ray "
+                                f"cluster has {cluster.get(resource, 0):g} (set its cpus/gpus options lower)")
 
 
 def _remote_options(node: dag.Node) -> dict[str, Any]:

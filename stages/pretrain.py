@@ -1,9 +1,12 @@
 """`pretrain`: a Llama-style decoder trained on the token shards the `tokenize` stage before it
 wrote (train/pretrain.py does the work; `pipeline train` runs the same outside a run).
 
-One Ray task with the `cpus` and `gpus` it asks for trains the model and writes checkpoints to
-`<run>/checkpoints/pretrain/step-NNNNNN/` and `metrics.jsonl` beside them. A killed run resumes from
-the newest checkpoint, exactly. The stage removes nothing: stages after it read what its parent kept.
+With `workers: 1`, one Ray task with the `cpus` and `gpus` it asks for trains the model; with more,
+Ray Train starts that many workers (each with `cpus` and `gpus`) as one data-parallel job (DDP or
+FSDP, `parallel:`), the same code `torchrun` runs. Checkpoints go to
+`<run>/checkpoints/pretrain/step-NNNNNN/` and `metrics.jsonl` beside them; a killed run resumes
+from the newest checkpoint, exactly. The stage removes nothing: stages after it read what its
+parent kept.
 """
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ from train.pretrain import TrainConfig, total_steps
 
 
 class PretrainConfig(StageConfig, TrainConfig):
-    cpus: int = Field(1, ge=1)  # the Ray task's CPUs (and torch's threads on a CPU)
-    gpus: int = Field(0, ge=0, le=1)  # 1: the task runs on a GPU node (several GPUs: torchrun, see README)
+    cpus: int = Field(1, ge=1)  # per worker: Ray's CPUs for it, and torch's threads on a CPU
+    gpus: int = Field(0, ge=0, le=1)  # per worker: 1 runs it on a GPU
+    workers: int = Field(1, ge=1)  # more than 1: a Ray Train data-parallel job of this many workers
 
 
 def checkpoint_root(run_dir: str) -> str:
@@ -42,7 +46,8 @@ class Pretrain(GlobalStage):
 
     @classmethod
     def resources_for(cls, config: PretrainConfig) -> Resources:
-        return Resources(cpus=config.cpus, gpus=config.gpus)
+        """One worker: the task itself trains. Several: the task only waits on Ray Train's workers."""
+        return Resources(cpus=config.cpus, gpus=config.gpus) if config.workers == 1 else Resources(cpus=0)
 
     @classmethod
     def artifacts(cls, config: PretrainConfig, run_dir: str, name: str) -> list[str]:
@@ -52,11 +57,36 @@ class Pretrain(GlobalStage):
         return [Phase("train", "once")]
 
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
-        import torch
+        job = {"tokens": shards.join(ctx.run_dir, "tokens"), "out": checkpoint_root(ctx.run_dir), "cpus": self.config.cpus,
+               "settings": self.config.model_dump(mode="json", exclude={"cpus", "gpus", "workers"})}
+        if self.config.workers == 1:
+            summary = train_worker(job)
+        else:
+            from ray.train import RunConfig, ScalingConfig
+            from ray.train.torch import TorchTrainer
 
-        from train.pretrain import TrainConfig, train
-
-        torch.set_num_threads(self.config.cpus)
-        settings = TrainConfig.model_validate(self.config.model_dump(exclude={"cpus", "gpus"}))
-        summary = train(shards.join(ctx.run_dir, "tokens"), checkpoint_root(ctx.run_dir), settings, log=lambda _: None)
+            trainer = TorchTrainer(train_worker, train_loop_config=job, run_config=RunConfig(
+                storage_path=shards.join(ctx.run_dir, "checkpoints", "ray-train"), name="pretrain"),
+                scaling_config=ScalingConfig(num_workers=self.config.workers, use_gpu=self.config.gpus > 0,
+                                             resources_per_worker={"CPU": self.config.cpus}))
+            trainer.fit()
+            summary = read_summary(job["out"])
         return pa.table({key: [value] for key, value in summary.items() if value is not None})
+
+
+def train_worker(job: dict) -> dict:
+    """One worker's training (the whole of it, alone): also Ray Train's loop per worker."""
+    import torch
+
+    from train.pretrain import TrainConfig, train
+
+    torch.set_num_threads(job["cpus"])
+    return train(job["tokens"], job["out"], TrainConfig.model_validate(job["settings"]), log=lambda _: None)
+
+
+def read_summary(out: str) -> dict:
+    """The last line of metrics.jsonl: what rank 0 logged at the end."""
+    import json
+    from pathlib import Path
+
+    return json.loads(Path(out, "metrics.jsonl").read_text().splitlines()[-1])

@@ -185,7 +185,8 @@ def _train(tokens_dir: Path, out_dir: Path, config: TrainConfig, dist: Distribut
                                           and torch.cuda.is_bf16_supported())
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16) if bf16 else nullcontext()
     peak = config.peak_flops or _peak_flops(device)
-    flops_per_step = model.flops_per_token(config.seq_len) * config.seq_len * config.batch_size * config.grad_accum
+    tokens_per_step = config.seq_len * config.batch_size * config.grad_accum  # per rank
+    flops_per_step = model.flops_per_token(config.seq_len) * tokens_per_step
     metrics = open(out_dir / "metrics.jsonl", "a") if dist.main else None
     recent: list[float] = []
     summary: dict = {"step": start}
@@ -200,7 +201,7 @@ def _train(tokens_dir: Path, out_dir: Path, config: TrainConfig, dist: Distribut
             loss = dist.mean(loss, device)
             _check(loss, recent, step, config)
             summary = {"step": step + 1, "loss": round(loss, 6), "lr": optimizer.param_groups[0]["lr"],
-                       "tokens_per_s": round(flops_per_step / model.flops_per_token(config.seq_len) * dist.world / seconds),
+                       "tokens_per_s": round(tokens_per_step * dist.world / seconds),
                        "mfu": round(flops_per_step / seconds / peak, 4) if peak else None}
             if has_val and ((step + 1) % config.eval_interval == 0 or step + 1 == steps):
                 summary["val_loss"] = round(dist.mean(evaluate(trained, tokens_dir, config, autocast, device, dist), device), 6)

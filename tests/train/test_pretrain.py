@@ -68,16 +68,27 @@ def test_resuming_from_a_checkpoint_in_a_new_process_continues_exactly(shakespea
     assert [straight[s] for s in range(21, 41)] == [resumed[s] for s in range(21, 41)]
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+
+
 def test_two_data_parallel_processes_equal_one_with_the_whole_batch(shakespeare_tokens, tmp_path):
-    settings = yaml.safe_load(TRAIN_YAML) | {"steps": 10, "eval_interval": 1000}
+    """DDP and FSDP (fully_shard) on 2 CPU processes (gloo), half the batch each; FSDP also
+    stopped at step 5 and resumed from its checkpoint."""
+    settings = yaml.safe_load(TRAIN_YAML) | {"steps": 10, "eval_interval": 1000, "checkpoint_interval": 5}
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(settings))
-    (tmp_path / "two.yaml").write_text(yaml.safe_dump(settings | {"batch_size": 8}))
     run_module(str(shakespeare_tokens), "--config", str(tmp_path / "one.yaml"), "--out", str(tmp_path / "one"))
-    run_module(str(shakespeare_tokens), "--config", str(tmp_path / "two.yaml"), "--out", str(tmp_path / "two"),
-               launcher=[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"],
-               env={"OMP_NUM_THREADS": "1"})
-    one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
-    assert np.allclose([one[s] for s in range(1, 11)], [two[s] for s in range(1, 11)], rtol=1e-4)
+    one = losses(tmp_path / "one")
+    for parallel in ("ddp", "fsdp"):
+        (tmp_path / f"{parallel}.yaml").write_text(yaml.safe_dump(settings | {"batch_size": 8, "parallel": parallel}))
+        if parallel == "fsdp":  # the first 5 steps, then a new job that resumes
+            (tmp_path / "half.yaml").write_text(yaml.safe_dump(settings | {"batch_size": 8, "parallel": parallel,
+                                                                           "steps": 5}))
+            run_module(str(shakespeare_tokens), "--config", str(tmp_path / "half.yaml"), "--out", str(tmp_path / parallel),
+                       launcher=TORCHRUN, env={"OMP_NUM_THREADS": "1"})
+        run_module(str(shakespeare_tokens), "--config", str(tmp_path / f"{parallel}.yaml"), "--out",
+                   str(tmp_path / parallel), launcher=TORCHRUN, env={"OMP_NUM_THREADS": "1"})
+        two = losses(tmp_path / parallel)
+        assert np.allclose([one[s] for s in range(1, 11)], [two[s] for s in range(1, 11)], rtol=1e-4), parallel
 
 
 def test_bad_inputs_stop_with_a_clear_message(shakespeare_tokens, tmp_path):
