@@ -8,18 +8,6 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-TRAIN_YAML = """
-model: {dim: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2}
-seq_len: 64
-batch_size: 16
-steps: 200
-lr: 0.003
-warmup_steps: 20
-eval_interval: 100
-log_interval: 1
-checkpoint_interval: 100
-"""
-
 
 @pytest.fixture(scope="session")
 def shakespeare_tokens(shared_data, tmp_path_factory) -> Path:

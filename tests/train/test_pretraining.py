@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import TRAIN_YAML
 
 from train import checkpoint
 from train.pretrain import TrainConfig, TrainingError, load_model, train
@@ -20,6 +19,17 @@ from train.tokens import load_index
 
 pytestmark = pytest.mark.shared
 ROOT = Path(__file__).resolve().parents[2]
+TRAIN_YAML = """
+model: {dim: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2}
+seq_len: 64
+batch_size: 16
+steps: 200
+lr: 0.003
+warmup_steps: 20
+eval_interval: 100
+log_interval: 1
+checkpoint_interval: 100
+"""
 
 
 def config(**changes) -> TrainConfig:
@@ -124,3 +134,39 @@ def test_train_generate_and_export_from_the_command_line(shakespeare_tokens, tmp
     assert exported.exit_code == 0 and (tmp_path / "hf" / "model.safetensors").exists()
     bad = cli.invoke(app, ["generate", str(tmp_path), "x", "--tokenizer", tokenizer])
     assert bad.exit_code == 2 and "not a checkpoint" in bad.output
+    from stages.train_tokenizer import TrainTokenizerConfig, train_bpe
+
+    train_bpe(iter([["another corpus, another vocabulary"] * 50]), TrainTokenizerConfig(vocab_size=300)).save(
+        str(tmp_path / "other.json"))
+    other = cli.invoke(app, ["generate", str(step), "x", "--tokenizer", str(tmp_path / "other.json")])
+    assert other.exit_code == 2 and "another tokenizer" in " ".join(other.output.split())
+
+
+def test_accumulating_two_half_batches_equals_one_whole_batch(shakespeare_tokens, tmp_path):
+    whole = train(shakespeare_tokens, tmp_path / "whole", config(steps=6, eval_interval=1000), log=lambda _: None)
+    halves = train(shakespeare_tokens, tmp_path / "halves", config(steps=6, eval_interval=1000, batch_size=8,
+                                                                   grad_accum=2), log=lambda _: None)
+    assert whole["loss"] == pytest.approx(halves["loss"], rel=1e-5)
+    assert list(losses(tmp_path / "whole").values()) == pytest.approx(list(losses(tmp_path / "halves").values()), rel=1e-5)
+
+
+def test_a_loss_spike_stops_training_naming_the_step(shakespeare_tokens, tmp_path):
+    with pytest.raises(TrainingError, match=r"step 21: the loss jumped to .* its mean over the last 20 steps"):
+        train(shakespeare_tokens, tmp_path, config(steps=30, spike_factor=0.5), log=lambda _: None)
+
+
+def test_shards_of_another_tokenizer_or_none_at_all(shakespeare_tokens, tmp_path):
+    train(shakespeare_tokens, tmp_path / "run", config(steps=2), log=lambda _: None)
+    saved = checkpoint.latest(tmp_path / "run") / "config.json"
+    settings = json.loads(saved.read_text())
+    settings["model"]["vocab_size"] = 1000  # as if trained on shards of a 1000-token vocabulary
+    saved.write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="vocabulary of 1,000, the token shards 512: they come from different"):
+        train(shakespeare_tokens, tmp_path / "run", config(steps=4), log=lambda _: None)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    index = json.loads((shakespeare_tokens / "index.json").read_text())
+    index["splits"]["train"]["shards"] = []
+    (empty / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="the 'train' split has no tokens"):
+        train(empty, tmp_path / "out", config())
