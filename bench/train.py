@@ -77,7 +77,8 @@ def plain_loop(tokens: Path, args) -> float:
 
 
 def ours(tokens: Path, out: Path, args) -> float:
-    from train.pretrain import TrainConfig, train
+    from train.loop import TrainConfig
+    from train.pretrain import train
 
     config = TrainConfig(model={"dim": args.dim, "n_layers": args.layers, "n_heads": args.heads}, seq_len=args.seq_len,
                          batch_size=args.batch, steps=args.steps + 5, warmup_steps=5, log_interval=1,

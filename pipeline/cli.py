@@ -169,7 +169,8 @@ def train_command(tokens: str = typer.Argument(..., help="a run's output_dir, or
     import yaml
     from pydantic import ValidationError
 
-    from train.pretrain import TrainConfig, TrainingError, default_out, train
+    from train.loop import TrainConfig, TrainingError
+    from train.pretrain import default_out, train
 
     try:
         settings = TrainConfig.model_validate(yaml.safe_load(open(config, encoding="utf-8")) or {})

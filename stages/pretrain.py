@@ -16,7 +16,7 @@ from pydantic import Field
 from pipeline import shards
 from pipeline.global_stage import GlobalStage, Phase, PhaseContext
 from pipeline.stage import Resources, StageConfig
-from train.pretrain import TrainConfig, total_steps
+from train.loop import TrainConfig, total_steps
 
 
 class PretrainConfig(StageConfig, TrainConfig):
@@ -78,7 +78,7 @@ def train_worker(job: dict) -> dict:
     """One worker's training (the whole of it, alone): also Ray Train's loop per worker."""
     import torch
 
-    from train.pretrain import TrainConfig, train
+    from train.pretrain import train
 
     torch.set_num_threads(job["cpus"])
     return train(job["tokens"], job["out"], TrainConfig.model_validate(job["settings"]), log=lambda _: None)

@@ -3,305 +3,43 @@
     pipeline train runs/demo --config train.yaml              # or: python -m train.pretrain ...
     torchrun --nproc_per_node 2 -m train.pretrain runs/demo --config train.yaml
 
-AdamW (decoupled weight decay on matrices only), linear warmup then cosine decay to `min_lr`,
-gradient clipping and accumulation, bf16 autocast where the device has it, validation loss on the
-`val` split, and a clear stop naming the step when the loss turns NaN or jumps. Checkpoints hold
-the model, optimizer, scheduler, loader position and RNG states: a run resumes from the newest one
-and continues exactly. Logs go to `metrics.jsonl` in the output folder: loss, learning rate,
-tokens/s and MFU.
+The loop, its settings and checkpoints are train/loop.py's; this module builds the model from the
+shards' vocabulary and feeds it packed windows (train/data.py). Logs go to `metrics.jsonl` in the
+output folder: loss, learning rate, tokens/s and MFU.
 """
 from __future__ import annotations
 
-import json
-import math
-import os
-import time
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model.llama import Llama, LlamaConfig
 from train import checkpoint
 from train.data import TokenLoader
+from train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
 from train.tokens import load_index
 
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}  # dense
 
-
-class ModelSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    dim: int = Field(256, ge=8)
-    n_layers: int = Field(4, ge=1)
-    n_heads: int = Field(4, ge=1)
-    n_kv_heads: int | None = None
-    hidden_dim: int | None = None
-    tie_embeddings: bool = False
-    rope_theta: float = 10000.0
-
-
-class TrainConfig(BaseModel):
-    """`pretrain:` options (a stage in crawl.yaml, or the file given to `pipeline train --config`)."""
-
-    model_config = ConfigDict(extra="forbid")
-    model: ModelSettings = ModelSettings()
-    seq_len: int = Field(256, ge=2)
-    batch_size: int = Field(8, ge=1)  # sequences per step and rank, before accumulation
-    grad_accum: int = Field(1, ge=1)
-    steps: int | None = Field(None, ge=1)  # or `tokens`: a budget, turned into steps
-    tokens: int | None = Field(None, ge=1)
-    lr: float = Field(3e-4, gt=0)
-    min_lr: float | None = None  # end of the cosine (default: lr / 10)
-    warmup_steps: int = Field(100, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float | None = 1.0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a GPU that has it
-    eval_interval: int = Field(100, ge=1)
-    eval_batches: int = Field(8, ge=1)
-    log_interval: int = Field(10, ge=1)
-    checkpoint_interval: int = Field(500, ge=1)
-    spike_factor: float | None = 3.0  # stop when the loss exceeds this many times its recent mean
-    seed: int = 0
-    device: str = "auto"  # auto: cuda when present, else cpu
-    compile: bool = False  # torch.compile the model
-    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun with more than one process
-    peak_flops: float | None = None  # of one device, for MFU (default: known GPUs in bf16)
-
-    @model_validator(mode="after")
-    def _length(self) -> TrainConfig:
-        if (self.steps is None) == (self.tokens is None):
-            raise ValueError("give `steps` or `tokens` (a budget), one of them")
-        return self
-
-
-class TrainingError(RuntimeError):
-    """The loss went bad: NaN, infinite, or a spike. The message names the step."""
-
-
-def total_steps(config: TrainConfig, world: int) -> int:
-    if config.steps is not None:
-        return config.steps
-    return max(1, config.tokens // (config.batch_size * config.grad_accum * world * config.seq_len))
-
-
-def learning_rate(config: TrainConfig, step: int, steps: int) -> float:
-    """Linear warmup to `lr`, then a cosine down to `min_lr` at the last step."""
-    low = config.min_lr if config.min_lr is not None else config.lr / 10
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, steps - config.warmup_steps)
-    return low + 0.5 * (config.lr - low) * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def optimizer_for(model: torch.nn.Module, config: TrainConfig, fused: bool) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (linear and embedding weights), none on norms."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": other, "weight_decay": 0.0}], lr=config.lr, betas=config.betas, fused=fused)
-
-
-class Distributed:
-    """Rank and world size under torchrun (one process otherwise), and the process group."""
-
-    def __init__(self, device: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if self.world > 1 and not torch.distributed.is_initialized():
-            torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def mean(self, value: float, device) -> float:
-        if self.world == 1:
-            return value
-        tensor = torch.tensor([value], device=device)
-        torch.distributed.all_reduce(tensor)
-        return float(tensor) / self.world
-
-    def close(self) -> None:
-        if self.world > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
-def pick_device(config: TrainConfig, local_rank: int) -> str:
-    if config.device != "auto":
-        return config.device
-    return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-
-
-def wrap(model: Llama, config: TrainConfig, dist: Distributed, device: str) -> torch.nn.Module:
-    """The model across ranks: DDP, or FSDP (torch's fully_shard, a block at a time); itself alone."""
-    if dist.world > 1 and config.parallel == "fsdp":
-        from torch.distributed.fsdp import fully_shard
-
-        for block in model.layers:
-            fully_shard(block)
-        return fully_shard(model)
-    if dist.world > 1:
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
-    return model
-
-
-def train(tokens_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, log=print) -> dict:
+def train(tokens_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, log=print,
+          stop_at: int | None = None) -> dict:
     """Train (or resume) on the token shards in `tokens_dir`, writing checkpoints and metrics.jsonl
-    to `out_dir`. Returns the last step's summary."""
-    dist = None
-    torch.manual_seed(config.seed)
-    try:
-        device = pick_device(config, int(os.environ.get("LOCAL_RANK", "0")))
-        dist = Distributed(device)
-        if device.startswith("cuda"):
-            torch.cuda.set_device(device)
-        return _train(Path(tokens_dir), Path(out_dir), config, dist, device, log)
-    finally:
-        if dist is not None:
-            dist.close()
+    to `out_dir` (`stop_at`: end this call after that step). Returns the last step's summary."""
+    def job(dist: Distributed, device: str) -> dict:
+        tokens = Path(tokens_dir)
+        index = load_index(tokens)
+        loader = TokenLoader.from_dir(tokens, "train", config.seq_len, config.batch_size, seed=config.seed,
+                                      rank=dist.rank, world=dist.world)
+        has_val = any(entry["tokens"] for entry in index.shards("val"))
+        model_config = LlamaConfig(vocab_size=index.vocab_size, max_seq_len=config.seq_len, **config.model.model_dump())
+        torch.manual_seed(config.seed)
+        model = Llama(model_config).to(device)
+        validate = (lambda trained, autocast: evaluate(trained, TokenLoader.from_dir(
+            tokens, "val", config.seq_len, 1, shuffle=False), config, autocast, device)) if has_val else None
+        meta = {"model": model_config.to_dict(), "tokenizer_sha256": index.tokenizer_sha256, "tokens": str(index.root)}
+        return fit(model, loader, Path(out_dir), config, dist, device, log, validate=validate, meta=meta,
+                   stop_at=stop_at)
 
-
-def _train(tokens_dir: Path, out_dir: Path, config: TrainConfig, dist: Distributed, device: str, log) -> dict:
-    index = load_index(tokens_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    loader = TokenLoader.from_dir(tokens_dir, "train", config.seq_len, config.batch_size, seed=config.seed,
-                                  rank=dist.rank, world=dist.world)
-    has_val = bool(index.shards("val")) and any(entry["tokens"] for entry in index.shards("val"))
-    model_config = LlamaConfig(vocab_size=index.vocab_size, max_seq_len=config.seq_len,
-                               **config.model.model_dump())
-    torch.manual_seed(config.seed)
-    model = Llama(model_config).to(device)
-    parallel = wrap(model, config, dist, device)
-    optimizer = optimizer_for(parallel, config, fused=device.startswith("cuda"))
-    steps = total_steps(config, dist.world)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate(config, s, steps) / config.lr)
-    start = _resume(out_dir, parallel, optimizer, scheduler, loader, index.vocab_size, log)
-    trained = torch.compile(parallel) if config.compile else parallel
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.startswith("cuda")
-                                          and torch.cuda.is_bf16_supported())
-    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16) if bf16 else nullcontext()
-    peak = config.peak_flops or _peak_flops(device)
-    tokens_per_step = config.seq_len * config.batch_size * config.grad_accum  # per rank
-    flops_per_step = model.flops_per_token(config.seq_len) * tokens_per_step
-    metrics = open(out_dir / "metrics.jsonl", "a") if dist.main else None
-    recent: list[float] = []
-    summary: dict = {"step": start}
-    try:
-        for step in range(start, steps):
-            started = time.perf_counter()
-            loss = _step(trained, optimizer, loader, config, autocast, dist, device)
-            scheduler.step()
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - started
-            loss = dist.mean(loss, device)
-            _check(loss, recent, step, config)
-            summary = {"step": step + 1, "loss": round(loss, 6), "lr": optimizer.param_groups[0]["lr"],
-                       "tokens_per_s": round(tokens_per_step * dist.world / seconds),
-                       "mfu": round(flops_per_step / seconds / peak, 4) if peak else None}
-            if has_val and ((step + 1) % config.eval_interval == 0 or step + 1 == steps):
-                summary["val_loss"] = round(dist.mean(evaluate(trained, tokens_dir, config, autocast, device, dist), device), 6)
-            if metrics and ((step + 1) % config.log_interval == 0 or "val_loss" in summary or step == start):
-                metrics.write(json.dumps(summary) + "\n")
-                metrics.flush()
-                log(" ".join(f"{k} {v}" for k, v in summary.items()))
-            if (step + 1) % config.checkpoint_interval == 0 or step + 1 == steps:
-                _save(out_dir, step + 1, parallel, optimizer, scheduler, loader, config, model_config, index, dist)
-    finally:
-        if metrics:
-            metrics.close()
-    return summary
-
-
-def _step(model, optimizer, loader, config, autocast, dist, device) -> float:
-    """One optimizer step over `grad_accum` micro-batches; returns the mean loss."""
-    total = 0.0
-    for micro in range(config.grad_accum):
-        inputs, targets = (t.to(device, non_blocking=True) for t in loader.next_batch())
-        sync = micro == config.grad_accum - 1 or dist.world == 1 or config.parallel != "ddp"
-        with (nullcontext() if sync else model.no_sync()), autocast:
-            _, loss = model(inputs, targets)
-        (loss / config.grad_accum).backward()
-        total += float(loss.detach()) / config.grad_accum
-    if config.grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return total
-
-
-def _check(loss: float, recent: list[float], step: int, config: TrainConfig) -> None:
-    if not math.isfinite(loss):
-        raise TrainingError(f"step {step + 1}: the loss is {loss}; lower lr, check the data, or resume from the "
-                            "last checkpoint with other settings")
-    if config.spike_factor and len(recent) >= 20 and loss > config.spike_factor * (sum(recent) / len(recent)):
-        raise TrainingError(f"step {step + 1}: the loss jumped to {loss:.4f}, {loss / (sum(recent) / len(recent)):.1f}x "
-                            f"its mean over the last {len(recent)} steps (spike_factor {config.spike_factor})")
-    recent.append(loss)
-    del recent[:-50]
-
-
-@torch.no_grad()
-def evaluate(model, tokens_dir: Path, config: TrainConfig, autocast, device: str, dist: Distributed) -> float:
-    """Mean loss over the first `eval_batches` batches of the `val` split (the same every time)."""
-    loader = TokenLoader.from_dir(tokens_dir, "val", config.seq_len, 1, shuffle=False, rank=0, world=1)
-    model.eval()
-    losses = []
-    for _ in range(min(config.eval_batches, loader.steps_per_epoch)):
-        inputs, targets = loader.next_batch()
-        with autocast:
-            _, loss = model(inputs.to(device), targets.to(device))
-        losses.append(float(loss))
-    model.train()
-    return sum(losses) / len(losses)
-
-
-_FULL = dict(full_state_dict=True, cpu_offload=True)  # whole tensors on the CPU, whatever the sharding
-
-
-def _resume(out_dir: Path, model, optimizer, scheduler, loader, vocab_size: int, log) -> int:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
-
-    path = checkpoint.latest(out_dir)
-    if path is None:
-        return 0
-    state, saved = checkpoint.load(path)
-    if saved["model"]["vocab_size"] != vocab_size:
-        raise ValueError(f"{path}: the checkpoint's model has a vocabulary of {saved['model']['vocab_size']:,}, "
-                         f"the token shards {vocab_size:,}: they come from different tokenizers")
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
-                   options=StateDictOptions(full_state_dict=True))
-    scheduler.load_state_dict(state["scheduler"])
-    loader.load_state_dict(state["loader"])
-    checkpoint.set_rng_state(state["rng"])
-    log(f"resumed from {path} at step {state['step']}")
-    return int(state["step"])
-
-
-def _save(out_dir, step, model, optimizer, scheduler, loader, config, model_config, index, dist) -> None:
-    """Every rank gathers the whole state (FSDP needs them all); the first writes it. The loader
-    state is the same on every rank but for the rank, which the resumed job sets again."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-
-    model_state, optimizer_state = get_state_dict(model, optimizer, options=StateDictOptions(**_FULL))
-    if dist.main:
-        checkpoint.save(out_dir, step, {"model": model_state, "optimizer": optimizer_state,
-                                        "scheduler": scheduler.state_dict(), "loader": loader.state_dict()},
-                        {"train": config.model_dump(mode="json"), "model": model_config.to_dict(),
-                         "tokenizer_sha256": index.tokenizer_sha256, "tokens": str(index.root)})
-    if dist.world > 1:
-        torch.distributed.barrier()
-
-
-def _peak_flops(device: str) -> float | None:
-    if not device.startswith("cuda"):
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+    return run_distributed(config, job)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[Llama, dict]:
@@ -322,9 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("tokens", help="a run's output_dir, or its tokens/ folder")
     parser.add_argument("--config", required=True, help="YAML of TrainConfig options")
     parser.add_argument("--out", help="checkpoint folder (default: <run>/checkpoints/pretrain)")
+    parser.add_argument("--stop-at", type=int, help="stop (with a checkpoint) after this step; resume later")
     args = parser.parse_args(argv)
     config = TrainConfig.model_validate(yaml.safe_load(Path(args.config).read_text()) or {})
-    train(args.tokens, Path(args.out) if args.out else default_out(args.tokens), config)
+    train(args.tokens, Path(args.out) if args.out else default_out(args.tokens), config, stop_at=args.stop_at)
 
 
 def default_out(tokens: str | Path) -> Path:

@@ -35,3 +35,16 @@ def shakespeare_tokens(shared_data, tmp_path_factory) -> Path:
         for job in phase_jobs(phase, context, inputs):
             run_phase_task(task, phase.name, *job)
     return root / "tokens"
+
+
+@pytest.fixture(scope="session")
+def pretrained(shakespeare_tokens, tmp_path_factory):
+    """(checkpoint, tokenizer.json) of a tiny model pretrained on tiny Shakespeare (150 steps)."""
+    from train.loop import TrainConfig
+    from train.pretrain import train
+
+    out = tmp_path_factory.mktemp("pretrained")
+    config = TrainConfig(model={"dim": 64, "n_layers": 2, "n_heads": 4}, seq_len=128, batch_size=16, steps=150,
+                         lr=3e-3, warmup_steps=20, eval_interval=1000, checkpoint_interval=150)
+    train(shakespeare_tokens, out, config, log=lambda _: None)
+    return out / "step-000150", shakespeare_tokens.parent / "tokenizer.json"

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from train import checkpoint
-from train.pretrain import TrainConfig, TrainingError, load_model, train
+from train.loop import TrainConfig, TrainingError
+from train.pretrain import load_model, train
 from train.tokens import load_index
 
 pytestmark = pytest.mark.shared
@@ -67,13 +68,16 @@ def run_module(*args: str, env: dict | None = None, launcher: list[str] | None =
 
 
 def test_resuming_from_a_checkpoint_in_a_new_process_continues_exactly(shakespeare_tokens, tmp_path):
-    settings = yaml.safe_load(TRAIN_YAML) | {"steps": 40, "checkpoint_interval": 20, "eval_interval": 1000}
+    """40 steps straight, against a job stopped after step 20 (the schedule still set for 40) and
+    resumed in a new process."""
+    settings = yaml.safe_load(TRAIN_YAML) | {"steps": 40, "warmup_steps": 5, "checkpoint_interval": 100,
+                                             "eval_interval": 1000}
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(settings))
-    run_module(str(shakespeare_tokens), "--config", str(tmp_path / "train.yaml"), "--out", str(tmp_path / "straight"))
-    halfway = settings | {"steps": 20}
-    (tmp_path / "half.yaml").write_text(yaml.safe_dump(halfway))
-    run_module(str(shakespeare_tokens), "--config", str(tmp_path / "half.yaml"), "--out", str(tmp_path / "resumed"))
-    run_module(str(shakespeare_tokens), "--config", str(tmp_path / "train.yaml"), "--out", str(tmp_path / "resumed"))
+    common = [str(shakespeare_tokens), "--config", str(tmp_path / "train.yaml")]
+    run_module(*common, "--out", str(tmp_path / "straight"))
+    run_module(*common, "--out", str(tmp_path / "resumed"), "--stop-at", "20")
+    assert checkpoint.latest(tmp_path / "resumed").name == "step-000020"
+    run_module(*common, "--out", str(tmp_path / "resumed"))
     straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
     assert [straight[s] for s in range(21, 41)] == [resumed[s] for s in range(21, 41)]
 
@@ -91,10 +95,8 @@ def test_two_data_parallel_processes_equal_one_with_the_whole_batch(shakespeare_
     for parallel in ("ddp", "fsdp"):
         (tmp_path / f"{parallel}.yaml").write_text(yaml.safe_dump(settings | {"batch_size": 8, "parallel": parallel}))
         if parallel == "fsdp":  # the first 5 steps, then a new job that resumes
-            (tmp_path / "half.yaml").write_text(yaml.safe_dump(settings | {"batch_size": 8, "parallel": parallel,
-                                                                           "steps": 5}))
-            run_module(str(shakespeare_tokens), "--config", str(tmp_path / "half.yaml"), "--out", str(tmp_path / parallel),
-                       launcher=TORCHRUN, env={"OMP_NUM_THREADS": "1"})
+            run_module(str(shakespeare_tokens), "--config", str(tmp_path / f"{parallel}.yaml"), "--out",
+                       str(tmp_path / parallel), "--stop-at", "5", launcher=TORCHRUN, env={"OMP_NUM_THREADS": "1"})
         run_module(str(shakespeare_tokens), "--config", str(tmp_path / f"{parallel}.yaml"), "--out",
                    str(tmp_path / parallel), launcher=TORCHRUN, env={"OMP_NUM_THREADS": "1"})
         two = losses(tmp_path / parallel)

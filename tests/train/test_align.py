@@ -1,0 +1,43 @@
+"""DPO on real preference pairs (Anthropic HH-RLHF) with a tiny model pretrained in the test, and
+the pairs a user gets wrong."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from train.align import DPOConfig, train_dpo
+from train.chat import ChatTokens
+from train.preferences import read_pairs
+
+pytestmark = pytest.mark.shared
+
+
+def test_dpo_on_hh_rlhf_raises_held_out_reward_accuracy(pretrained, shared_data, tmp_path):
+    start, tokenizer = pretrained
+    data = [shared_data / "preference-hh-rlhf" / "harmless-base-test.jsonl.gz"]
+    config = DPOConfig(steps=80, batch_size=8, lr=1e-3, warmup_steps=5, max_len=128, val_fraction=0.1,
+                       eval_interval=80, log_interval=20, precompute_reference=True)
+    held_out = train_dpo(start, data, tokenizer, tmp_path, config, log=print)
+    print(held_out)
+    assert held_out["val/rewards/accuracies"] > 0.5 and held_out["val/rewards/margins"] > 0
+    assert (tmp_path / "step-000080" / "state.pt").exists()
+
+
+def test_bad_pairs_are_counted_with_their_line_numbers(pretrained, tmp_path):
+    from tokenizers import Tokenizer
+
+    chat = ChatTokens(Tokenizer.from_file(str(pretrained[1])))
+    rows = ['{"prompt": "Hi", "chosen": "Hello", "rejected": "Go away"}', "{not json",
+            '{"prompt": "Hi", "chosen": "Same", "rejected": "Same"}', '{"prompt": "Hi", "chosen": "", "rejected": "x"}',
+            json.dumps({"prompt": "word " * 500, "chosen": "fine", "rejected": "bad"}),
+            '{"chosen": "\\n\\nHuman: Hi\\n\\nAssistant: Hello", "rejected": "\\n\\nHuman: Hi\\n\\nAssistant: Bye"}']
+    path = tmp_path / "pairs.jsonl.gz"
+    path.write_bytes(gzip.compress("\n".join(rows).encode()))
+    pairs, report = read_pairs([path], chat, max_len=64)
+    assert report.used == len(pairs) == 3 and report.truncated == 1
+    assert report.skipped == {"chosen equals rejected": 1, "empty response": 1,
+                              "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)": 1}
+    assert [p.split(": ", 1)[0].rsplit(":", 1)[1] for p in report.problems] == ["2", "3", "4"]
+    assert all(len(p.prompt) + max(len(p.chosen), len(p.rejected)) <= 64 for p in pairs)

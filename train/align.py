@@ -1,0 +1,141 @@
+"""DPO from a pretrained (or SFT) checkpoint on preference pairs.
+
+The reference is a frozen copy of the starting checkpoint; its log-probabilities are computed
+under no_grad, once per pair when `precompute_reference` is set. Pairs are split into training and
+held-out sets by a seeded permutation; each step takes the next `batch_size` training pairs of a
+seeded order. metrics.jsonl logs the loss and the rewards (chosen, rejected, margins,
+accuracies), and on the held-out pairs every `eval_interval` steps.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from train import checkpoint
+from train.chat import ChatTokens
+from train.dpo import dpo_loss, reference_logps, sequence_logps
+from train.preferences import Pair, collate, read_pairs
+from train.loop import learning_rate
+from train.pretrain import load_model
+
+
+class DPOConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1)  # pairs per step
+    lr: float = Field(5e-6, gt=0)
+    min_lr: float | None = None
+    warmup_steps: int = Field(10, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = 1.0
+    beta: float = Field(0.1, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    max_len: int = Field(512, ge=8)
+    precompute_reference: bool = False
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    eval_interval: int = Field(50, ge=1)
+    log_interval: int = Field(10, ge=1)
+    seed: int = 0
+
+
+def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | Path, out_dir: str | Path,
+              config: DPOConfig, log=print) -> dict:
+    """Align the model of checkpoint `start` on the pairs in `data`; writes the last checkpoint
+    and metrics.jsonl to `out_dir`; returns the last held-out metrics."""
+    from tokenizers import Tokenizer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    chat = ChatTokens(tokenizer)
+    policy, saved = load_model(start)
+    if tokenizer.get_vocab_size() != policy.config.vocab_size:
+        raise ValueError(f"{tokenizer_file} has {tokenizer.get_vocab_size():,} tokens, the model "
+                         f"{policy.config.vocab_size:,}: another tokenizer")
+    pairs, report = read_pairs(data, chat, min(config.max_len, policy.config.max_seq_len))
+    log(f"{report.used} pairs ({report.truncated} truncated); skipped {dict(report.skipped)} {report.problems[:5]}")
+    order = list(range(len(pairs)))
+    random.Random(config.seed).shuffle(order)
+    held = max(1, int(len(pairs) * config.val_fraction)) if config.val_fraction else 0
+    val, train = [pairs[i] for i in order[:held]], [pairs[i] for i in order[held:]]
+    if len(train) < config.batch_size:
+        raise ValueError(f"{len(train)} training pairs, fewer than one batch of {config.batch_size}")
+    reference = copy.deepcopy(policy).requires_grad_(False).eval()
+    pad = tokenizer.token_to_id("<|pad|>") or 0
+    cached = _reference_table(reference, train, pad, config.batch_size) if config.precompute_reference else None
+    policy.train()
+    torch.manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate(config, s, config.steps) / config.lr)
+    shuffle = random.Random(config.seed + 1)
+    batches = _batches(len(train), config.batch_size, shuffle)
+    result: dict = {}
+    with open(out_dir / "metrics.jsonl", "a") as metrics:
+        for step in range(config.steps):
+            chosen_index = next(batches)
+            batch = [train[i] for i in chosen_index]
+            ids, labels = collate(batch, pad)
+            logps = sequence_logps(policy, ids, labels)
+            ref = (torch.stack([cached[i] for i in chosen_index]).T.reshape(-1) if cached is not None
+                   else reference_logps(reference, ids, labels))
+            n = len(batch)
+            loss, values = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], config.beta, config.label_smoothing)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            row = {"step": step + 1, "loss": round(loss.item(), 6), **{k: round(v, 6) for k, v in values.items()}}
+            if val and ((step + 1) % config.eval_interval == 0 or step + 1 == config.steps):
+                result = {f"val/{k}": round(v, 6) for k, v in evaluate(policy, reference, val, pad, config).items()}
+                row.update(result)
+            if (step + 1) % config.log_interval == 0 or step + 1 == config.steps or result and "val/loss" in row:
+                metrics.write(json.dumps(row) + "\n")
+                log(" ".join(f"{k} {v}" for k, v in row.items()))
+    checkpoint.save(out_dir, config.steps, {"model": policy.state_dict()},
+                    {**saved, "dpo": config.model_dump(mode="json"), "started_from": str(start)})
+    return result
+
+
+def _batches(size: int, batch: int, rng: random.Random):
+    """Index lists of `batch` training pairs: a new seeded order every pass."""
+    while True:
+        order = list(range(size))
+        rng.shuffle(order)
+        for first in range(0, size - batch + 1, batch):
+            yield order[first:first + batch]
+
+
+def _reference_table(reference, pairs: list[Pair], pad: int, batch: int) -> list[torch.Tensor]:
+    """The reference's (chosen, rejected) log-probabilities of every pair, computed once."""
+    table = []
+    for first in range(0, len(pairs), batch):
+        chunk = pairs[first:first + batch]
+        ids, labels = collate(chunk, pad)
+        logps = reference_logps(reference, ids, labels)
+        table += [torch.stack([logps[i], logps[len(chunk) + i]]) for i in range(len(chunk))]
+    return table
+
+
+@torch.no_grad()
+def evaluate(policy, reference, pairs: list[Pair], pad: int, config: DPOConfig) -> dict[str, float]:
+    """DPO loss and rewards over the held-out pairs."""
+    policy.eval()
+    totals, count = {}, 0
+    for first in range(0, len(pairs), config.batch_size):
+        chunk = pairs[first:first + config.batch_size]
+        ids, labels = collate(chunk, pad)
+        logps, ref = sequence_logps(policy, ids, labels), reference_logps(reference, ids, labels)
+        n = len(chunk)
+        loss, values = dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], config.beta, config.label_smoothing)
+        for key, value in {"loss": float(loss), **values}.items():
+            totals[key] = totals.get(key, 0.0) + value * n
+        count += n
+    policy.train()
+    return {key: value / count for key, value in totals.items()}

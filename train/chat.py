@@ -1,0 +1,71 @@
+"""The chat template shared by SFT, DPO and generation, built from the special tokens the tokenizer
+stage reserves:
+
+    <|system|>You are terse.<|end|><|user|>Hi<|end|><|assistant|>Hello.<|end|>
+
+Each message is its role's marker, its text, and `<|end|>`. Only assistant text and its `<|end|>`
+are learned (labels); markers, system and user text are context (label -100). A prompt for
+generation ends with `<|assistant|>`, and generation stops at `<|end|>`.
+"""
+from __future__ import annotations
+
+import re
+
+ROLES = ("system", "user", "assistant")
+END = "<|end|>"
+IGNORE = -100  # the label of a position that is not learned (cross-entropy's ignore_index)
+
+
+class ChatTokens:
+    """A tokenizers.Tokenizer and the ids of the chat markers; ValueError when it lacks them."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        missing = [t for t in [*(f"<|{r}|>" for r in ROLES), END] if tokenizer.token_to_id(t) is None]
+        if missing:
+            raise ValueError(f"the tokenizer has no {', '.join(missing)}: train it with the train_tokenizer stage, "
+                             "which reserves the chat tokens")
+        self.marker = {role: tokenizer.token_to_id(f"<|{role}|>") for role in ROLES}
+        self.end = tokenizer.token_to_id(END)
+
+    def text(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode(self, messages: list[dict], generation_prompt: bool = False) -> tuple[list[int], list[int]]:
+        """(ids, labels) of a conversation; with `generation_prompt`, ending in `<|assistant|>`."""
+        ids, labels = [], []
+        for number, message in enumerate(messages):
+            role, content = message.get("role"), message.get("content")
+            if role not in ROLES or not isinstance(content, str):
+                raise ValueError(f"message {number}: needs a role ({', '.join(ROLES)}) and text content, got {message!r}")
+            body = self.text(content) + [self.end]
+            ids += [self.marker[role], *body]
+            labels += [IGNORE, *(body if role == "assistant" else [IGNORE] * len(body))]
+        if generation_prompt:
+            ids.append(self.marker["assistant"])
+            labels.append(IGNORE)
+        return ids, labels
+
+
+def hh_dialogue(text: str) -> list[dict]:
+    """Anthropic HH-RLHF's "\\n\\nHuman: ...\\n\\nAssistant: ..." as chat messages."""
+    parts = re.split(r"\n\n(Human|Assistant):", "\n\n" + text.lstrip("\n"))
+    messages = []
+    for speaker, content in zip(parts[1::2], parts[2::2]):
+        messages.append({"role": "user" if speaker == "Human" else "assistant", "content": content.strip()})
+    return messages
+
+
+def split_pair(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """(prompt, chosen response, rejected response) of a dialogue pair that shares its prefix: the
+    prompt runs to the last "\\n\\nAssistant:" both have in common."""
+    common = 0
+    for a, b in zip(chosen, rejected):
+        if a != b:
+            break
+        common += 1
+    cut = chosen.rfind("\n\nAssistant:", 0, common + 1)
+    if cut < 0:
+        raise ValueError("the two dialogues share no \\n\\nAssistant: turn")
+    cut += len("\n\nAssistant:")
+    return chosen[:cut], chosen[cut:].strip(), rejected[cut:].strip()

@@ -1,0 +1,111 @@
+"""Supervised fine-tuning: conversations encoded with the chat template, packed, and trained with
+the loop pretraining uses (train/loop.py: schedule, clipping, checkpoints, exact resume).
+
+A row is `{"prompt", "response"}` or `{"messages": [{"role", "content"}, ...]}` (JSONL). Only the
+assistant's tokens are learned: every other label is -100. Examples are packed back to back into
+rows of `max_len + 1` tokens (inputs and shifted labels), so no step is spent on padding; an
+example longer than a row is cut at its end and counted.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from train.chat import IGNORE, ChatTokens
+from train.data import RowLoader
+from train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
+
+
+def encode_example(row: dict, chat: ChatTokens) -> tuple[list[int], list[int]]:
+    if isinstance(row.get("messages"), list):
+        messages = row["messages"]
+    elif isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str):
+        messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
+    else:
+        raise ValueError("needs `messages`, or string `prompt` and `response`")
+    if not any(m.get("role") == "assistant" and str(m.get("content", "")).strip() for m in messages):
+        raise ValueError("no assistant text to learn")
+    return chat.encode(messages)
+
+
+def read_examples(paths: list[str | Path], chat: ChatTokens) -> tuple[list[tuple[list[int], list[int]]], Counter]:
+    """Encoded examples and what was skipped, by reason (with `file:line` for the first ones)."""
+    examples, skipped = [], Counter()
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    examples.append(encode_example(json.loads(line), chat))
+                except (ValueError, TypeError, AttributeError) as error:
+                    skipped[f"{path}:{number}: {str(error)[:100]}"] += 1
+    return examples, skipped
+
+
+def pack(examples: list[tuple[list[int], list[int]]], max_len: int, pad: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(inputs, labels), each (rows, max_len): examples back to back, labels shifted by one so
+    labels[t] is the token after inputs[t]; and how many examples were cut to fit a row."""
+    rows, current, cut = [], ([], []), 0
+    for ids, labels in examples:
+        if len(ids) > max_len + 1:
+            ids, labels, cut = ids[:max_len + 1], labels[:max_len + 1], cut + 1
+        if len(current[0]) + len(ids) > max_len + 1:
+            rows.append(current)
+            current = ([], [])
+        current = (current[0] + ids, current[1] + labels)
+    if current[0]:
+        rows.append(current)
+    inputs, targets = [], []
+    for ids, labels in rows:
+        ids = ids + [pad] * (max_len + 1 - len(ids))
+        labels = labels + [IGNORE] * (max_len + 1 - len(labels))
+        inputs.append(ids[:-1])
+        targets.append(labels[1:])
+    return torch.tensor(inputs), torch.tensor(targets), cut
+
+
+def train_sft(start: str | Path, data: list[str | Path], tokenizer_file: str | Path, out_dir: str | Path,
+              config: TrainConfig, *, val_fraction: float = 0.05, log=print, stop_at: int | None = None) -> dict:
+    """Fine-tune the model of checkpoint `start` on the conversations in `data` (config.seq_len is
+    the packed row length; config.model is unused: the model is the checkpoint's). Resumes from
+    the newest checkpoint in `out_dir`; returns the last step's summary."""
+    from tokenizers import Tokenizer
+
+    from train.pretrain import load_model
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    chat = ChatTokens(tokenizer)
+
+    def job(dist: Distributed, device: str) -> dict:
+        model, saved = load_model(start, device)
+        if tokenizer.get_vocab_size() != model.config.vocab_size:
+            raise ValueError(f"{tokenizer_file} has {tokenizer.get_vocab_size():,} tokens, the model "
+                             f"{model.config.vocab_size:,}: another tokenizer")
+        if config.seq_len > model.config.max_seq_len:
+            raise ValueError(f"seq_len {config.seq_len} is longer than the model's {model.config.max_seq_len}")
+        examples, skipped = read_examples(data, chat)
+        if skipped:
+            log(f"skipped {sum(skipped.values())} examples: {list(skipped)[:5]}")
+        random.Random(config.seed).shuffle(examples)
+        held = int(len(examples) * val_fraction)
+        pad = tokenizer.token_to_id("<|pad|>") or 0
+        inputs, labels, cut = pack(examples[held:], config.seq_len, pad)
+        log(f"{len(examples) - held} training examples in {len(inputs)} rows of {config.seq_len} ({cut} cut)")
+        loader = RowLoader(inputs, labels, config.batch_size, seed=config.seed, rank=dist.rank, world=dist.world,
+                           name="sft examples")
+        validate = None
+        if held:
+            val_inputs, val_labels, _ = pack(examples[:held], config.seq_len, pad)
+            validate = lambda trained, autocast: evaluate(  # noqa: E731
+                trained, RowLoader(val_inputs, val_labels, 1, shuffle=False), config, autocast, device)
+        meta = {"model": model.config.to_dict(), "tokens": saved.get("tokens"), "started_from": str(start),
+                "tokenizer_sha256": saved.get("tokenizer_sha256")}
+        return fit(model, loader, Path(out_dir), config, dist, device, log, validate=validate, meta=meta,
+                   stop_at=stop_at)
+
+    return run_distributed(config, job)
