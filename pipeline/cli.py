@@ -166,22 +166,74 @@ def train_command(tokens: str = typer.Argument(..., help="a run's output_dir, or
                   out: Optional[str] = typer.Option(None, help="checkpoint folder (default <run>/checkpoints/pretrain)")) -> None:
     """Pretrain a Llama on the token shards of an earlier run, or resume it from its newest
     checkpoint. Under several GPUs: torchrun --nproc_per_node N -m train.pretrain (same arguments)."""
-    import yaml
-    from pydantic import ValidationError
-
     from train.loop import TrainConfig, TrainingError
     from train.pretrain import default_out, train
 
+    settings = _options(TrainConfig, config)
     try:
-        settings = TrainConfig.model_validate(yaml.safe_load(open(config, encoding="utf-8")) or {})
         summary = train(tokens, out or default_out(tokens), settings, log=lambda line: console.print(line, highlight=False))
-    except ValidationError as error:
-        from pipeline.config import describe_errors
-
-        _fail("\n".join(describe_errors(error, TrainConfig)), "config error")
     except (OSError, ValueError, TrainingError) as error:
         _fail(str(error))
     console.print(f"done: step {summary['step']}, loss {summary.get('loss')}", highlight=False)
+
+
+align_app = typer.Typer(no_args_is_help=True, help="Fine-tune (sft) or preference-align (dpo) a checkpoint.")
+app.add_typer(align_app, name="align")
+
+
+@align_app.command("sft")
+def align_sft(start: str = typer.Argument(..., help="the checkpoint folder to fine-tune"),
+              data: List[str] = typer.Argument(..., help="JSONL conversations (prompt/response, messages, HH pairs)"),
+              config: str = typer.Option(..., "--config", help="YAML of training options (steps, lr, seq_len, ...)"),
+              out: str = typer.Option(..., help="checkpoint folder to write"),
+              tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)")) -> None:
+    """Supervised fine-tuning with the chat template; loss on assistant tokens only. Resumes from
+    the newest checkpoint in --out."""
+    from train.loop import TrainConfig
+    from train.pretrain import load_model
+    from train.sft import train_sft
+
+    settings = _options(TrainConfig, config)
+    try:
+        path = tokenizer or _run_tokenizer(load_model(start)[1])
+        summary = train_sft(start, data, path, out, settings, log=lambda line: console.print(line, highlight=False))
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    console.print(f"done: step {summary['step']}, loss {summary.get('loss')}", highlight=False)
+
+
+@align_app.command("dpo")
+def align_dpo(start: str = typer.Argument(..., help="the checkpoint folder to align (an SFT one, usually)"),
+              data: List[str] = typer.Argument(..., help="JSONL preference pairs (prompt/chosen/rejected, or HH)"),
+              config: str = typer.Option(..., "--config", help="YAML of DPO options (steps, beta, lr, ...)"),
+              out: str = typer.Option(..., help="checkpoint folder to write"),
+              tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)")) -> None:
+    """DPO against a frozen copy of the starting checkpoint; logs rewards and held-out accuracy."""
+    from train.align import DPOConfig, train_dpo
+    from train.pretrain import load_model
+
+    settings = _options(DPOConfig, config)
+    try:
+        path = tokenizer or _run_tokenizer(load_model(start)[1])
+        result = train_dpo(start, data, path, out, settings, log=lambda line: console.print(line, highlight=False))
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    console.print(f"done: held-out {result}", highlight=False)
+
+
+def _options(model, path: str):
+    """A pydantic model read from a YAML file, or a config-error exit naming the keys."""
+    import yaml
+    from pydantic import ValidationError
+
+    from pipeline.config import describe_errors
+
+    try:
+        return model.model_validate(yaml.safe_load(open(path, encoding="utf-8")) or {})
+    except OSError as error:
+        _fail(f"{path}: {error.strerror or error}", "config error")
+    except ValidationError as error:
+        _fail("\n".join(describe_errors(error, model)), "config error")
 
 
 @app.command()
@@ -190,8 +242,11 @@ def generate(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder
              tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)"),
              max_new_tokens: int = typer.Option(100), temperature: float = typer.Option(0.8),
              top_k: Optional[int] = typer.Option(None), top_p: Optional[float] = typer.Option(0.95),
-             seed: Optional[int] = typer.Option(None)) -> None:
-    """Continue a prompt with a checkpoint's model (temperature 0: greedy)."""
+             seed: Optional[int] = typer.Option(None),
+             chat: Optional[bool] = typer.Option(None, help="wrap the prompt in the chat template (default: for "
+                                                            "checkpoints made by sft or dpo)")) -> None:
+    """Continue a prompt with a checkpoint's model (temperature 0: greedy). An aligned checkpoint
+    answers the prompt as a user turn, and stops at the end of its own turn."""
     from tokenizers import Tokenizer
 
     from model.generate import generate as sample
@@ -205,10 +260,18 @@ def generate(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder
         _fail(str(error))
     if encoder.get_vocab_size() != model.config.vocab_size:
         _fail(f"{path} has {encoder.get_vocab_size():,} tokens, the model {model.config.vocab_size:,}: another tokenizer")
-    ids = encoder.encode(prompt).ids
-    out = sample(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                 eos_id=encoder.token_to_id("<|endoftext|>"), seed=seed)
-    console.print(prompt + encoder.decode(out), highlight=False, markup=False)
+    if chat is None:
+        chat = "started_from" in saved  # written by sft and dpo
+    if chat:
+        from train.chat import ChatTokens
+
+        template = ChatTokens(encoder)
+        ids, _ = template.encode([{"role": "user", "content": prompt}], generation_prompt=True)
+        stop = template.end
+    else:
+        ids, stop = encoder.encode(prompt).ids, encoder.token_to_id("<|endoftext|>")
+    out = sample(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, eos_id=stop, seed=seed)
+    console.print(encoder.decode(out) if chat else prompt + encoder.decode(out), highlight=False, markup=False)
 
 
 @app.command()

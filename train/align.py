@@ -99,7 +99,8 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
                 metrics.write(json.dumps(row) + "\n")
                 log(" ".join(f"{k} {v}" for k, v in row.items()))
     checkpoint.save(out_dir, config.steps, {"model": policy.state_dict()},
-                    {**saved, "dpo": config.model_dump(mode="json"), "started_from": str(start)})
+                    {**saved, "dpo": config.model_dump(mode="json"), "started_from": str(start)})  # weights only:
+    # a DPO job is short; a killed one starts again from `start` (the reference must be that model)
     return result
 
 

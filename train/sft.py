@@ -1,13 +1,15 @@
 """Supervised fine-tuning: conversations encoded with the chat template, packed, and trained with
 the loop pretraining uses (train/loop.py: schedule, clipping, checkpoints, exact resume).
 
-A row is `{"prompt", "response"}` or `{"messages": [{"role", "content"}, ...]}` (JSONL). Only the
-assistant's tokens are learned: every other label is -100. Examples are packed back to back into
+A row is `{"prompt", "response"}`, `{"messages": [{"role", "content"}, ...]}`, or an HH-RLHF
+pair, whose `chosen` dialogue is the conversation (JSONL, or .jsonl.gz). Only the assistant's
+tokens are learned: every other label is -100. Examples are packed back to back into
 rows of `max_len + 1` tokens (inputs and shifted labels), so no step is spent on padding; an
 example longer than a row is cut at its end and counted.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from collections import Counter
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from train.chat import IGNORE, ChatTokens
+from train.chat import IGNORE, ChatTokens, hh_dialogue
 from train.data import RowLoader
 from train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
 
@@ -23,10 +25,12 @@ from train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
 def encode_example(row: dict, chat: ChatTokens) -> tuple[list[int], list[int]]:
     if isinstance(row.get("messages"), list):
         messages = row["messages"]
+    elif isinstance(row.get("chosen"), str) and "\n\nAssistant:" in row["chosen"]:
+        messages = hh_dialogue(row["chosen"])
     elif isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str):
         messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
     else:
-        raise ValueError("needs `messages`, or string `prompt` and `response`")
+        raise ValueError("needs `messages`, string `prompt` and `response`, or an HH `chosen` dialogue")
     if not any(m.get("role") == "assistant" and str(m.get("content", "")).strip() for m in messages):
         raise ValueError("no assistant text to learn")
     return chat.encode(messages)
@@ -36,7 +40,7 @@ def read_examples(paths: list[str | Path], chat: ChatTokens) -> tuple[list[tuple
     """Encoded examples and what was skipped, by reason (with `file:line` for the first ones)."""
     examples, skipped = [], Counter()
     for path in paths:
-        with open(path, encoding="utf-8") as handle:
+        with (gzip.open if str(path).endswith(".gz") else open)(path, "rt", encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue

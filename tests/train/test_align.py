@@ -41,3 +41,26 @@ def test_bad_pairs_are_counted_with_their_line_numbers(pretrained, tmp_path):
                               "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)": 1}
     assert [p.split(": ", 1)[0].rsplit(":", 1)[1] for p in report.problems] == ["2", "3", "4"]
     assert all(len(p.prompt) + max(len(p.chosen), len(p.rejected)) <= 64 for p in pairs)
+
+
+def test_align_commands_and_chat_generation(pretrained, shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    start, tokenizer = pretrained
+    hh = str(shared_data / "preference-hh-rlhf" / "harmless-base-test.jsonl.gz")
+    cli = CliRunner()
+    (tmp_path / "sft.yaml").write_text("seq_len: 128\nbatch_size: 8\nsteps: 5\nwarmup_steps: 1\n")
+    sft = cli.invoke(app, ["align", "sft", str(start), hh, "--config", str(tmp_path / "sft.yaml"), "--out",
+                           str(tmp_path / "sft"), "--tokenizer", str(tokenizer)])
+    assert sft.exit_code == 0, sft.output
+    (tmp_path / "dpo.yaml").write_text("steps: 4\nbatch_size: 4\nmax_len: 96\neval_interval: 4\nwarmup_steps: 1\n")
+    dpo = cli.invoke(app, ["align", "dpo", str(tmp_path / "sft" / "step-000005"), hh, "--config", str(tmp_path / "dpo.yaml"),
+                           "--out", str(tmp_path / "dpo"), "--tokenizer", str(tokenizer)])
+    assert dpo.exit_code == 0, dpo.output
+    answer = cli.invoke(app, ["generate", str(tmp_path / "dpo" / "step-000004"), "Hello?", "--tokenizer",
+                              str(tokenizer), "--temperature", "0", "--max-new-tokens", "8"])
+    assert answer.exit_code == 0 and "Hello?" not in answer.output  # a chat answer, not a continuation
+    bad = cli.invoke(app, ["align", "dpo", str(start), hh, "--config", str(tmp_path / "sft.yaml"), "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "seq_len" in " ".join(bad.output.split())  # an SFT option given to DPO

@@ -1,0 +1,64 @@
+"""`dpo`: preference alignment (DPO) of the model an `sft` stage before it fine-tuned (else the
+`pretrain` stage's, or `start:`) on the pairs in `data` (JSONL: prompt/chosen/rejected, or
+HH-RLHF's dialogue pairs); train/align.py does the work. Writes `<run>/checkpoints/dpo/step-NNNNNN/`
+and metrics.jsonl with the rewards. It removes nothing.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+from pydantic import Field
+
+from pipeline.global_stage import GlobalStage, Phase, PhaseContext
+from pipeline.stage import Resources, StageConfig
+from stages._alignment import bind_start, final_checkpoint
+from train.align import DPOConfig
+from train.loop import total_steps
+
+
+class DPOStageConfig(StageConfig, DPOConfig):
+    data: list[str] = Field(min_length=1)  # JSONL (or .jsonl.gz) files of preference pairs
+    start: str | None = None  # a checkpoint folder; unset: the sft (else pretrain) stage's last one
+    tokenizer: str | None = None  # unset: the run's
+    cpus: int = Field(1, ge=1)
+
+
+class DPO(GlobalStage):
+    type_name = "dpo"
+    Config = DPOStageConfig
+    requires = ()
+    packages = ("torch",)
+    judges = False
+
+    @classmethod
+    def bind(cls, config: DPOStageConfig, upstream, run_dir: str) -> DPOStageConfig:
+        from stages.pretrain import Pretrain
+        from stages.sft import SFT
+
+        steps = lambda c: total_steps(c, 1)  # noqa: E731
+        return bind_start(config, upstream, run_dir, {SFT: ("sft", steps), Pretrain: ("pretrain", steps)})
+
+    @classmethod
+    def resources_for(cls, config: DPOStageConfig) -> Resources:
+        return Resources(cpus=config.cpus)
+
+    @classmethod
+    def data_files(cls, config: DPOStageConfig) -> list[str]:
+        return list(config.data)
+
+    @classmethod
+    def artifacts(cls, config: DPOStageConfig, run_dir: str, name: str) -> list[str]:
+        return [final_checkpoint(run_dir, "dpo", config.steps) + "/state.pt"]
+
+    def phases(self) -> list[Phase]:
+        return [Phase("train", "once")]
+
+    def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
+        import torch
+
+        from train.align import DPOConfig, train_dpo
+
+        torch.set_num_threads(self.config.cpus)
+        settings = DPOConfig.model_validate(self.config.model_dump(exclude={"data", "start", "tokenizer", "cpus"}))
+        result = train_dpo(self.config.start, self.config.data, self.config.tokenizer, ctx.run_dir + "/checkpoints/dpo",
+                           settings, log=lambda _: None)
+        return pa.table({key.replace("/", "_"): [value] for key, value in result.items()})

@@ -1,0 +1,68 @@
+"""`sft`: supervised fine-tuning of the model a `pretrain` stage before it trained (or of `start:`)
+on conversations in `data` (JSONL: `prompt`/`response`, or `messages`), with the chat template
+and the pretraining loop (train/sft.py). Writes `<run>/checkpoints/sft/step-NNNNNN/`. It removes
+nothing: stages after it read what its parent kept.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+from pydantic import Field
+
+from pipeline.global_stage import GlobalStage, Phase, PhaseContext
+from pipeline.stage import Resources, StageConfig
+from stages._alignment import bind_start, final_checkpoint
+from train.loop import TrainConfig, total_steps
+
+
+class SFTConfig(StageConfig, TrainConfig):
+    data: list[str] = Field(min_length=1)  # JSONL files of conversations
+    start: str | None = None  # a checkpoint folder; unset: the pretrain stage's last one
+    tokenizer: str | None = None  # unset: the run's
+    val_fraction: float = Field(0.05, ge=0, lt=1)
+    cpus: int = Field(1, ge=1)
+    gpus: int = Field(0, ge=0, le=1)
+
+
+class SFT(GlobalStage):
+    type_name = "sft"
+    Config = SFTConfig
+    requires = ()
+    packages = ("torch",)
+    judges = False
+
+    @classmethod
+    def bind(cls, config: SFTConfig, upstream, run_dir: str) -> SFTConfig:
+        from stages.pretrain import Pretrain
+
+        pretrained = next((options for _, stage, options in upstream if stage is Pretrain), None)
+        if config.start is None and pretrained is not None and config.seq_len > pretrained.seq_len:
+            raise ValueError(f"seq_len {config.seq_len} is longer than the pretrained model's {pretrained.seq_len}")
+        return bind_start(config, upstream, run_dir, {Pretrain: ("pretrain", lambda c: total_steps(c, 1))})
+
+    @classmethod
+    def resources_for(cls, config: SFTConfig) -> Resources:
+        return Resources(cpus=config.cpus, gpus=config.gpus)
+
+    @classmethod
+    def data_files(cls, config: SFTConfig) -> list[str]:
+        return list(config.data)
+
+    @classmethod
+    def artifacts(cls, config: SFTConfig, run_dir: str, name: str) -> list[str]:
+        return [final_checkpoint(run_dir, "sft", total_steps(config, 1)) + "/state.pt"]
+
+    def phases(self) -> list[Phase]:
+        return [Phase("train", "once")]
+
+    def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
+        import torch
+
+        from train.sft import train_sft
+
+        torch.set_num_threads(self.config.cpus)
+        settings = TrainConfig.model_validate(self.config.model_dump(
+            exclude={"data", "start", "tokenizer", "val_fraction", "cpus", "gpus"}))
+        summary = train_sft(self.config.start, self.config.data, self.config.tokenizer,
+                            ctx.run_dir + "/checkpoints/sft", settings, val_fraction=self.config.val_fraction,
+                            log=lambda _: None)
+        return pa.table({key: [value] for key, value in summary.items() if value is not None})
