@@ -190,15 +190,9 @@ def align_sft(start: str = typer.Argument(..., help="the checkpoint folder to fi
     """Supervised fine-tuning with the chat template; loss on assistant tokens only. Resumes from
     the newest checkpoint in --out."""
     from train.loop import TrainConfig
-    from train.pretrain import load_model
     from train.sft import train_sft
 
-    settings = _options(TrainConfig, config)
-    try:
-        path = tokenizer or _run_tokenizer(load_model(start)[1])
-        summary = train_sft(start, data, path, out, settings, log=lambda line: console.print(line, highlight=False))
-    except (OSError, ValueError) as error:
-        _fail(str(error))
+    summary = _align(train_sft, start, data, tokenizer, out, _options(TrainConfig, config))
     console.print(f"done: step {summary['step']}, loss {summary.get('loss')}", highlight=False)
 
 
@@ -210,15 +204,20 @@ def align_dpo(start: str = typer.Argument(..., help="the checkpoint folder to al
               tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)")) -> None:
     """DPO against a frozen copy of the starting checkpoint; logs rewards and held-out accuracy."""
     from train.align import DPOConfig, train_dpo
+
+    result = _align(train_dpo, start, data, tokenizer, out, _options(DPOConfig, config))
+    console.print(f"done: held-out {result}", highlight=False)
+
+
+def _align(trainer, start: str, data: list[str], tokenizer: str | None, out: str, settings) -> dict:
+    """Run `trainer` (train_sft or train_dpo) from checkpoint `start`; errors exit 2."""
     from train.pretrain import load_model
 
-    settings = _options(DPOConfig, config)
     try:
         path = tokenizer or _run_tokenizer(load_model(start)[1])
-        result = train_dpo(start, data, path, out, settings, log=lambda line: console.print(line, highlight=False))
+        return trainer(start, data, path, out, settings, log=lambda line: console.print(line, highlight=False))
     except (OSError, ValueError) as error:
         _fail(str(error))
-    console.print(f"done: held-out {result}", highlight=False)
 
 
 def _options(model, path: str):
