@@ -33,8 +33,8 @@ def make_tokens(folder: Path) -> Path:
     import pyarrow as pa
 
     from pipeline import shards
-    from pipeline.global_stage import PhaseContext, phase_jobs
-    from pipeline.worker import StageTask, run_phase_task
+    from pipeline.global_stage import PhaseContext
+    from pipeline.worker import StageTask, run_phases
     from stages.train_tokenizer import TrainTokenizerConfig, train_bpe
 
     speeches = [s.strip() for s in re.split(r"\n\s*\n", SHAKESPEARE.read_text()) if s.strip()]
@@ -44,9 +44,7 @@ def make_tokens(folder: Path) -> Path:
     task = StageTask("tokenize", "tokenize", {"tokenizer": str(folder / "tokenizer.json"), "val_fraction": 0.01,
                                               "seed": 0}, "bench", str(folder / "stage"))
     context = PhaseContext(str(folder / "stage/phases"), 1, ("00000",), (inputs[0][1],), str(folder), "tokenize")
-    for phase in task.build().phases():
-        for job in phase_jobs(phase, context, inputs):
-            run_phase_task(task, phase.name, *job)
+    run_phases(task, context, inputs)
     return folder / "tokens"
 
 

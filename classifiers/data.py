@@ -26,6 +26,7 @@ from pipeline.global_stage import seeded_keys
 Format = Literal["auto", "jsonl", "parquet", "csv", "text"]
 _SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
 _LABEL = re.compile(r"\S+")
+EXAMPLES = pa.schema([("text", pa.string()), ("label", pa.string())])  # what every source gives
 
 
 class ExampleSource(BaseModel):
@@ -122,8 +123,7 @@ def file_format(path: str, format: Format) -> str:
 def read_source(source: ExampleSource, seed: int) -> pa.Table:
     """The examples of a file source as a table (text, label); blank texts are skipped."""
     tables = [_read_file(path, source) for path in source.paths()]
-    table = pa.concat_tables(tables) if tables else pa.table({"text": pa.array([], pa.string()),
-                                                              "label": pa.array([], pa.string())})
+    table = pa.concat_tables(tables) if tables else EXAMPLES.empty_table()
     table = table.filter(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(table.column("text").fill_null(""))), 0))
     return sample(table, source.max_documents, seed, "text")
 

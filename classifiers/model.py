@@ -17,8 +17,8 @@ from pipeline import shards
 
 
 def metadata_path(model_path: str) -> str:
-    return str(PurePath(model_path).with_suffix(".json")) if "://" not in model_path else \
-        model_path.rsplit(".", 1)[0] + ".json"
+    """model.json beside model.bin (or .ftz), for a local path or a URL alike."""
+    return os.path.splitext(model_path)[0] + ".json"
 
 
 def read_metadata(model_path: str) -> dict:

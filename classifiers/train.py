@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from classifiers import metrics
-from classifiers.data import ExampleSource, read_source
+from classifiers.data import EXAMPLES, ExampleSource, read_source
 from classifiers.fasttext_file import load_model
 from classifiers.model import Classifier, metadata_path
 from classifiers.text import VERSION, preprocess
@@ -111,8 +111,7 @@ def file_examples(config: TrainingConfig) -> pa.Table:
     """The examples of every file source, in the order of `sources`; each source samples with
     its own seed (seed + its position)."""
     tables = [read_source(source, (config.seed or 0) + i) for i, source in enumerate(config.sources) if not source.input]
-    return pa.concat_tables(tables) if tables else pa.table({"text": pa.array([], pa.string()),
-                                                             "label": pa.array([], pa.string())})
+    return pa.concat_tables(tables) if tables else EXAMPLES.empty_table()
 
 
 def train(examples: pa.Table, settings: FastTextSettings, model_path: str, extra: dict | None = None) -> dict:

@@ -294,7 +294,9 @@ def _run_tokenizer(saved: dict) -> str:
     """The tokenizer of the run whose tokens trained a checkpoint: <run>/tokenizer/tokenizer.json."""
     from pathlib import Path
 
-    path = Path(saved["tokens"]).parent / "tokenizer" / "tokenizer.json"
+    from stages.train_tokenizer import tokenizer_file
+
+    path = Path(tokenizer_file(str(Path(saved["tokens"]).parent)))  # <run>/tokens -> <run>
     if not path.exists():
         raise ValueError(f"no tokenizer at {path}; give --tokenizer")
     return str(path)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import shards
-from pipeline.global_stage import PhaseContext, phase_output
+from pipeline.global_stage import PhaseContext, phase_jobs, phase_output
 from pipeline.stage import DROP_DETAIL, DROP_REASON, REMOVAL_COLUMNS, Stage, resolve_stage
 
 
@@ -272,3 +272,11 @@ def run_phase_task(task: StageTask, phase_name: str, ctx: PhaseContext, unit: st
               "started": started, "finished": time.time()}
     shards.write_json(done_path, record)
     return record
+
+
+def run_phases(task: StageTask, context: PhaseContext, shards_in: list[tuple[str, str]]) -> None:
+    """Every phase of a global stage, task after task, in this process (as the runner does on Ray):
+    for tests and benchmarks. `shards_in` lists its input shards as (unit, path), sorted."""
+    for phase in task.build().phases():
+        for job in phase_jobs(phase, context, shards_in):
+            run_phase_task(task, phase.name, *job)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.global_stage import GlobalStage, Phase, PhaseContext
-from pipeline.stage import Resources, StageConfig
-from stages._alignment import bind_start, final_checkpoint
+from pipeline.global_stage import PhaseContext
+from pipeline.stage import StageConfig
+from stages._training import TrainingStage, bind_start
+from train import checkpoint
 from train.align import DPOConfig
-from train.loop import total_steps
 
 
 class DPOStageConfig(StageConfig, DPOConfig):
@@ -22,35 +22,25 @@ class DPOStageConfig(StageConfig, DPOConfig):
     cpus: int = Field(1, ge=1)
 
 
-class DPO(GlobalStage):
+class DPO(TrainingStage):
     type_name = "dpo"
     Config = DPOStageConfig
-    requires = ()
-    packages = ("torch",)
-    judges = False
+    checkpoints = "dpo"
+
+    @classmethod
+    def steps(cls, config: DPOStageConfig) -> int:
+        return config.steps
 
     @classmethod
     def bind(cls, config: DPOStageConfig, upstream, run_dir: str) -> DPOStageConfig:
         from stages.pretrain import Pretrain
         from stages.sft import SFT
 
-        steps = lambda c: total_steps(c, 1)  # noqa: E731
-        return bind_start(config, upstream, run_dir, {SFT: ("sft", steps), Pretrain: ("pretrain", steps)})
-
-    @classmethod
-    def resources_for(cls, config: DPOStageConfig) -> Resources:
-        return Resources(cpus=config.cpus)
+        return bind_start(config, upstream, run_dir, (SFT, Pretrain))
 
     @classmethod
     def data_files(cls, config: DPOStageConfig) -> list[str]:
         return list(config.data)
-
-    @classmethod
-    def artifacts(cls, config: DPOStageConfig, run_dir: str, name: str) -> list[str]:
-        return [final_checkpoint(run_dir, "dpo", config.steps) + "/state.pt"]
-
-    def phases(self) -> list[Phase]:
-        return [Phase("train", "once")]
 
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         import torch
@@ -59,6 +49,7 @@ class DPO(GlobalStage):
 
         torch.set_num_threads(self.config.cpus)
         settings = DPOConfig.model_validate(self.config.model_dump(exclude={"data", "start", "tokenizer", "cpus"}))
-        result = train_dpo(self.config.start, self.config.data, self.config.tokenizer, ctx.run_dir + "/checkpoints/dpo",
+        result = train_dpo(self.config.start, self.config.data, self.config.tokenizer,
+                           checkpoint.run_checkpoints(ctx.run_dir, "dpo"),
                            settings, log=lambda _: None)
         return pa.table({key.replace("/", "_"): [value] for key, value in result.items()})

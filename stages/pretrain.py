@@ -14,8 +14,10 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline import shards
-from pipeline.global_stage import GlobalStage, Phase, PhaseContext
+from pipeline.global_stage import PhaseContext
 from pipeline.stage import Resources, StageConfig
+from stages._training import TrainingStage
+from train import checkpoint
 from train.loop import TrainConfig, total_steps
 
 
@@ -25,16 +27,14 @@ class PretrainConfig(StageConfig, TrainConfig):
     workers: int = Field(1, ge=1)  # more than 1: a Ray Train data-parallel job of this many workers
 
 
-def checkpoint_root(run_dir: str) -> str:
-    return shards.join(run_dir, "checkpoints", "pretrain")
-
-
-class Pretrain(GlobalStage):
+class Pretrain(TrainingStage):
     type_name = "pretrain"
     Config = PretrainConfig
-    requires = ()
-    packages = ("torch",)
-    judges = False
+    checkpoints = "pretrain"
+
+    @classmethod
+    def steps(cls, config: PretrainConfig) -> int:
+        return total_steps(config, 1)
 
     @classmethod
     def bind(cls, config: PretrainConfig, upstream, run_dir: str) -> PretrainConfig:
@@ -49,15 +49,9 @@ class Pretrain(GlobalStage):
         """One worker: the task itself trains. Several: the task only waits on Ray Train's workers."""
         return Resources(cpus=config.cpus, gpus=config.gpus) if config.workers == 1 else Resources(cpus=0)
 
-    @classmethod
-    def artifacts(cls, config: PretrainConfig, run_dir: str, name: str) -> list[str]:
-        return [shards.join(checkpoint_root(run_dir), f"step-{total_steps(config, 1):06d}", "state.pt")]
-
-    def phases(self) -> list[Phase]:
-        return [Phase("train", "once")]
-
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
-        job = {"tokens": shards.join(ctx.run_dir, "tokens"), "out": checkpoint_root(ctx.run_dir), "cpus": self.config.cpus,
+        job = {"tokens": shards.join(ctx.run_dir, "tokens"), "out": str(checkpoint.run_checkpoints(ctx.run_dir, "pretrain")),
+               "cpus": self.config.cpus,
                "settings": self.config.model_dump(mode="json", exclude={"cpus", "gpus", "workers"})}
         if self.config.workers == 1:
             summary = train_worker(job)

@@ -8,9 +8,10 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.global_stage import GlobalStage, Phase, PhaseContext
-from pipeline.stage import Resources, StageConfig
-from stages._alignment import bind_start, final_checkpoint
+from pipeline.global_stage import PhaseContext
+from pipeline.stage import StageConfig
+from stages._training import TrainingStage, bind_start
+from train import checkpoint
 from train.loop import TrainConfig, total_steps
 
 
@@ -23,12 +24,14 @@ class SFTConfig(StageConfig, TrainConfig):
     gpus: int = Field(0, ge=0, le=1)
 
 
-class SFT(GlobalStage):
+class SFT(TrainingStage):
     type_name = "sft"
     Config = SFTConfig
-    requires = ()
-    packages = ("torch",)
-    judges = False
+    checkpoints = "sft"
+
+    @classmethod
+    def steps(cls, config: SFTConfig) -> int:
+        return total_steps(config, 1)
 
     @classmethod
     def bind(cls, config: SFTConfig, upstream, run_dir: str) -> SFTConfig:
@@ -37,22 +40,11 @@ class SFT(GlobalStage):
         pretrained = next((options for _, stage, options in upstream if stage is Pretrain), None)
         if config.start is None and pretrained is not None and config.seq_len > pretrained.seq_len:
             raise ValueError(f"seq_len {config.seq_len} is longer than the pretrained model's {pretrained.seq_len}")
-        return bind_start(config, upstream, run_dir, {Pretrain: ("pretrain", lambda c: total_steps(c, 1))})
-
-    @classmethod
-    def resources_for(cls, config: SFTConfig) -> Resources:
-        return Resources(cpus=config.cpus, gpus=config.gpus)
+        return bind_start(config, upstream, run_dir, (Pretrain,))
 
     @classmethod
     def data_files(cls, config: SFTConfig) -> list[str]:
         return list(config.data)
-
-    @classmethod
-    def artifacts(cls, config: SFTConfig, run_dir: str, name: str) -> list[str]:
-        return [final_checkpoint(run_dir, "sft", total_steps(config, 1)) + "/state.pt"]
-
-    def phases(self) -> list[Phase]:
-        return [Phase("train", "once")]
 
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         import torch
@@ -63,6 +55,6 @@ class SFT(GlobalStage):
         settings = TrainConfig.model_validate(self.config.model_dump(
             exclude={"data", "start", "tokenizer", "val_fraction", "cpus", "gpus"}))
         summary = train_sft(self.config.start, self.config.data, self.config.tokenizer,
-                            ctx.run_dir + "/checkpoints/sft", settings, val_fraction=self.config.val_fraction,
+                            checkpoint.run_checkpoints(ctx.run_dir, "sft"), settings, val_fraction=self.config.val_fraction,
                             log=lambda _: None)
         return pa.table({key: [value] for key, value in summary.items() if value is not None})

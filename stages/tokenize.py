@@ -28,7 +28,7 @@ from pydantic import Field
 from pipeline import shards
 from pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext, seeded_keys
 from pipeline.stage import StageConfig
-from stages.train_tokenizer import EOS
+from stages.train_tokenizer import EOS, tokenizer_file
 from train.tokens import INDEX, token_type, write_shard
 
 SPLITS = ("train", "val")
@@ -67,7 +67,7 @@ class Tokenize(GlobalStage):
                 Phase("index", "once")]
 
     def tokenizer_path(self, ctx: PhaseContext) -> str:
-        return self.config.tokenizer or shards.join(ctx.run_dir, "tokenizer", "tokenizer.json")
+        return self.config.tokenizer or tokenizer_file(ctx.run_dir)
 
     def _load(self, ctx: PhaseContext):
         from tokenizers import Tokenizer

@@ -76,8 +76,13 @@ def train_bpe(texts, config: TrainTokenizerConfig):
     return tokenizer
 
 
-def tokenizer_dir(ctx: PhaseContext) -> str:
-    return shards.join(ctx.run_dir, "tokenizer")
+def tokenizer_dir(run_dir: str) -> str:
+    return shards.join(run_dir, "tokenizer")
+
+
+def tokenizer_file(run_dir: str) -> str:
+    """Where a run keeps the tokenizer its train_tokenizer stage made."""
+    return shards.join(tokenizer_dir(run_dir), "tokenizer.json")
 
 
 class TrainTokenizer(GlobalStage):
@@ -89,7 +94,7 @@ class TrainTokenizer(GlobalStage):
 
     @classmethod
     def artifacts(cls, config: TrainTokenizerConfig, run_dir: str, name: str) -> list[str]:
-        return [shards.join(run_dir, "tokenizer", "tokenizer.json")]
+        return [tokenizer_file(run_dir)]
 
     @property
     def sampled(self) -> bool:
@@ -137,8 +142,8 @@ class TrainTokenizer(GlobalStage):
         started = time.time()
         tokenizer = train_bpe(self._texts(ctx), self.config)
         data = tokenizer.to_str().encode()
-        info = shards.write_file(shards.join(tokenizer_dir(ctx), "tokenizer.json"), data, tokenizer.get_vocab_size())
-        shards.write_json(shards.join(tokenizer_dir(ctx), "fingerprint.json"), {
+        info = shards.write_file(tokenizer_file(ctx.run_dir), data, tokenizer.get_vocab_size())
+        shards.write_json(shards.join(tokenizer_dir(ctx.run_dir), "fingerprint.json"), {
             "sha256": info.sha256, "vocab_size": tokenizer.get_vocab_size(), "special_tokens": self.config.special_tokens,
             "documents": self.counters["documents"], "bytes": self.counters["bytes"],
             "train_seconds": round(time.time() - started, 3)})

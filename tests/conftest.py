@@ -158,8 +158,8 @@ def run_global(tmp_path):
     import pyarrow as pa
 
     from pipeline import shards
-    from pipeline.global_stage import PhaseContext, phase_jobs
-    from pipeline.worker import StageTask, StageWorker, run_phase_task
+    from pipeline.global_stage import PhaseContext
+    from pipeline.worker import StageTask, StageWorker, run_phases
 
     def run(stage_type: str, options: dict, tables: list[pa.Table], partitions: int = 3, name: str = "dedup"):
         stage_dir = str(tmp_path / name)
@@ -168,11 +168,8 @@ def run_global(tmp_path):
         task = StageTask(name, stage_type, options, "test", stage_dir)
         context = PhaseContext(f"{stage_dir}/phases", partitions, tuple(unit for unit, _ in shards_in),
                                tuple(path for _, path in shards_in), f"{stage_dir}/run", name)
-        stage = task.build()
-        for phase in stage.phases():
-            for job in phase_jobs(phase, context, shards_in):
-                run_phase_task(task, phase.name, *job)
-        if not stage.judges:  # it made an artifact under <stage_dir>/run and judges nothing
+        run_phases(task, context, shards_in)
+        if not task.build().judges:  # it made an artifact under <stage_dir>/run and judges nothing
             return None, None, stage_dir
         worker = StageWorker(task, context)
         for unit, path in shards_in:

@@ -95,7 +95,7 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
             if val and ((step + 1) % config.eval_interval == 0 or step + 1 == config.steps):
                 result = {f"val/{k}": round(v, 6) for k, v in evaluate(policy, reference, val, pad, config).items()}
                 row.update(result)
-            if (step + 1) % config.log_interval == 0 or step + 1 == config.steps or result and "val/loss" in row:
+            if (step + 1) % config.log_interval == 0 or step + 1 == config.steps or "val/loss" in row:
                 metrics.write(json.dumps(row) + "\n")
                 log(" ".join(f"{k} {v}" for k, v in row.items()))
     checkpoint.save(out_dir, config.steps, {"model": policy.state_dict()},

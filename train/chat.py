@@ -6,10 +6,15 @@ stage reserves:
 Each message is its role's marker, its text, and `<|end|>`. Only assistant text and its `<|end|>`
 are learned (labels); markers, system and user text are context (label -100). A prompt for
 generation ends with `<|assistant|>`, and generation stops at `<|end|>`.
+
+Conversations (SFT) and preference pairs (DPO) come as JSON lines: `encode_jsonl` reads both.
 """
 from __future__ import annotations
 
+import gzip
+import json
 import re
+from pathlib import Path
 
 ROLES = ("system", "user", "assistant")
 END = "<|end|>"
@@ -45,6 +50,23 @@ class ChatTokens:
             ids.append(self.marker["assistant"])
             labels.append(IGNORE)
         return ids, labels
+
+
+def encode_jsonl(paths: list[str | Path], encode) -> tuple[list, list[tuple[str, str]]]:
+    """`encode(row)` of every JSON line of the files (gzip by extension), and, for the lines that
+    are not JSON or that `encode` refuses (ValueError, TypeError, AttributeError), their
+    (`file:line`, reason): a bad line is reported, never fatal."""
+    encoded, problems = [], []
+    for path in paths:
+        with (gzip.open if str(path).endswith(".gz") else open)(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    encoded.append(encode(json.loads(line)))
+                except (ValueError, TypeError, AttributeError) as error:
+                    problems.append((f"{path}:{number}", str(error)))
+    return encoded, problems
 
 
 def hh_dialogue(text: str) -> list[dict]:

@@ -19,6 +19,11 @@ import torch
 STATE = "state.pt"
 
 
+def run_checkpoints(run_dir: str | Path, kind: str) -> Path:
+    """Where a run keeps the checkpoints of its `kind` of training (pretrain, sft, dpo)."""
+    return Path(run_dir) / "checkpoints" / kind
+
+
 def step_dir(root: str | Path, step: int) -> Path:
     return Path(root) / f"step-{step:06d}"
 

@@ -8,15 +8,13 @@ than `max_len` keeps the end of its prompt and, when it must, the start of its r
 """
 from __future__ import annotations
 
-import gzip
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from train.chat import IGNORE, ChatTokens, hh_dialogue, split_pair
+from train.chat import IGNORE, ChatTokens, encode_jsonl, hh_dialogue, split_pair
 
 
 @dataclass
@@ -40,21 +38,10 @@ class PairReport:
 
 
 def read_pairs(paths: list[str | Path], chat: ChatTokens, max_len: int) -> tuple[list[Pair], PairReport]:
-    report, pairs = PairReport(), []
-    for path in paths:
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    row = json.loads(line)
-                    pair = encode_pair(row, chat, max_len, report)
-                except (ValueError, TypeError, AttributeError) as error:
-                    report.skip(where, str(error).split(";")[0][:120])
-                    continue
-                pairs.append(pair)
+    report = PairReport()
+    pairs, problems = encode_jsonl(paths, lambda row: encode_pair(row, chat, max_len, report))
+    for where, reason in problems:
+        report.skip(where, reason.split(";")[0][:120])
     report.used = len(pairs)
     return pairs, report
 

@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def default_out(tokens: str | Path) -> Path:
-    root = load_index(tokens).root  # <run>/tokens
-    return root.parent / "checkpoints" / "pretrain"
+    return checkpoint.run_checkpoints(load_index(tokens).root.parent, "pretrain")  # <run>/tokens -> <run>
 
 
 if __name__ == "__main__":

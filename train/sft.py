@@ -9,15 +9,13 @@ example longer than a row is cut at its end and counted.
 """
 from __future__ import annotations
 
-import gzip
-import json
 import random
 from collections import Counter
 from pathlib import Path
 
 import torch
 
-from train.chat import IGNORE, ChatTokens, hh_dialogue
+from train.chat import IGNORE, ChatTokens, encode_jsonl, hh_dialogue
 from train.data import RowLoader
 from train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
 
@@ -38,17 +36,8 @@ def encode_example(row: dict, chat: ChatTokens) -> tuple[list[int], list[int]]:
 
 def read_examples(paths: list[str | Path], chat: ChatTokens) -> tuple[list[tuple[list[int], list[int]]], Counter]:
     """Encoded examples and what was skipped, by reason (with `file:line` for the first ones)."""
-    examples, skipped = [], Counter()
-    for path in paths:
-        with (gzip.open if str(path).endswith(".gz") else open)(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    examples.append(encode_example(json.loads(line), chat))
-                except (ValueError, TypeError, AttributeError) as error:
-                    skipped[f"{path}:{number}: {str(error)[:100]}"] += 1
-    return examples, skipped
+    examples, problems = encode_jsonl(paths, lambda row: encode_example(row, chat))
+    return examples, Counter(f"{where}: {reason[:100]}" for where, reason in problems)
 
 
 def pack(examples: list[tuple[list[int], list[int]]], max_len: int, pad: int) -> tuple[torch.Tensor, torch.Tensor, int]:

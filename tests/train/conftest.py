@@ -12,9 +12,9 @@ import pytest
 @pytest.fixture(scope="session")
 def shakespeare_tokens(shared_data, tmp_path_factory) -> Path:
     """<dir>/tokens of tiny Shakespeare (speeches as documents), vocabulary 512."""
-    from pipeline.global_stage import PhaseContext, phase_jobs
-    from pipeline.worker import StageTask, run_phase_task
     from pipeline import shards
+    from pipeline.global_stage import PhaseContext
+    from pipeline.worker import StageTask, run_phases
     from stages.train_tokenizer import TrainTokenizerConfig, train_bpe
 
     root = tmp_path_factory.mktemp("shakespeare")
@@ -30,10 +30,7 @@ def shakespeare_tokens(shared_data, tmp_path_factory) -> Path:
                                               "shard_tokens": 100_000, "seed": 0}, "test", str(root / "stage"))
     context = PhaseContext(str(root / "stage" / "phases"), 2, tuple(u for u, _ in inputs), tuple(p for _, p in inputs),
                            str(root), "tokenize")
-    stage = task.build()
-    for phase in stage.phases():
-        for job in phase_jobs(phase, context, inputs):
-            run_phase_task(task, phase.name, *job)
+    run_phases(task, context, inputs)
     return root / "tokens"
 
 
