@@ -126,9 +126,10 @@ class Distributed:
 
 
 def pick_device(config: TrainConfig, local_rank: int) -> str:
-    if config.device != "auto":
-        return config.device
-    return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    """`auto`: this rank's GPU when there is one, else the CPU; a bare `cuda` is this rank's GPU."""
+    if config.device == "auto":
+        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    return f"cuda:{local_rank}" if config.device == "cuda" else config.device
 
 
 def wrap(model: Llama, config: TrainConfig, dist: Distributed, device: str) -> torch.nn.Module:
