@@ -44,8 +44,8 @@ PIPELINE_CLI = str(Path(sys.executable).with_name("pipeline"))
 
 
 def train_model(path: Path) -> None:
-    from classifiers.data import ExampleSource, read_source
-    from classifiers.train import FastTextSettings, train
+    from crawl2model.classifiers.data import ExampleSource, read_source
+    from crawl2model.classifiers.train import FastTextSettings, train
 
     source = ExampleSource(files=[str(DAVIDSON)], text_column="tweet", label_column="class",
                            labels={0: "toxic", 1: "toxic", 2: "clean"})
@@ -70,8 +70,8 @@ def write_inputs(texts: list[str], repeat: int, folder: Path, files: int = 4) ->
 def plain_loop(model_path: Path, texts: list[str], repeat: int) -> tuple[float, float, dict[str, float]]:
     """Seconds to preprocess every document (one vectorised call per copy of the pages, as the
     stage does per batch), seconds of the predict loop over them, and each text's score."""
-    from classifiers.fasttext_file import load_model
-    from classifiers.text import preprocess
+    from crawl2model.classifiers.fasttext_file import load_model
+    from crawl2model.classifiers.text import preprocess
 
     model = load_model(model_path)
     column = pa.array(texts)
@@ -103,9 +103,9 @@ def run_c2m(paths: list[str], model: Path, tmp: Path, cpus: int) -> tuple[float,
     ray.init, seconds of the whole CLI command, the scored documents)."""
     import ray
 
-    from pipeline import shards
-    from pipeline.config import parse_config
-    from pipeline.runner import connect, run
+    from crawl2model.pipeline import storage
+    from crawl2model.catalog import parse_config
+    from crawl2model.pipeline.runner import connect, run
 
     config, specs = parse_config(c2m_config(paths, model, str(tmp / "c2m"), cpus))
     connect(config, address=None)
@@ -116,7 +116,7 @@ def run_c2m(paths: list[str], model: Path, tmp: Path, cpus: int) -> tuple[float,
         inproc = time.perf_counter() - started
     finally:
         ray.shutdown()
-    scored = shards.read_parquet_files([f["path"] for f in manifest["stages"]["toxicity"]["kept"]],
+    scored = storage.read_parquet_files([f["path"] for f in manifest["stages"]["toxicity"]["kept"]],
                                        ["text", "toxicity_score"])
     config_path = tmp / "c2m.yaml"
     config_path.write_text(yaml.safe_dump(c2m_config(paths, model, str(tmp / "c2m"), cpus)))

@@ -160,7 +160,7 @@ def write_parquet(texts: list[str], folder: Path, per_file: int) -> None:
 
 def planted_jaccard(texts: list[str], source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(copy index, true Jaccard with its source) of every planted copy."""
-    from stages import _minhash
+    from crawl2model.stages import _minhash
 
     copies = np.flatnonzero(source >= 0)
     hashes, offsets = _minhash.shingle_hashes([texts[i] for i in copies] + [texts[source[i]] for i in copies], NGRAM)
@@ -175,7 +175,7 @@ def planted_jaccard(texts: list[str], source: np.ndarray) -> tuple[np.ndarray, n
 def datasketch_rate(texts: list[str], reuse_permutations: bool) -> float:
     from datasketch import MinHash
 
-    from stages._minhash import normalize
+    from crawl2model.stages._minhash import normalize
 
     perms = MinHash(num_perm=128, seed=1).permutations
     started = time.perf_counter()
@@ -191,7 +191,7 @@ def datasketch_rate(texts: list[str], reuse_permutations: bool) -> float:
 
 
 def ours_rate(texts: list[str], batch: int) -> float:
-    from stages import _minhash
+    from crawl2model.stages import _minhash
 
     _minhash.signatures(*_minhash.shingle_hashes(texts[:10], NGRAM), 128, 1)  # permutations and fold table built
     started = time.perf_counter()
@@ -279,8 +279,8 @@ def _child_ours(config_path: str) -> None:
     """In a child: start Ray as `pipeline run` would, then time run()."""
     import ray
 
-    from pipeline.config import load_config
-    from pipeline.runner import connect, run
+    from crawl2model.catalog import load_config
+    from crawl2model.pipeline.runner import connect, run
 
     config, specs = load_config(config_path)
     connect(config, address=None)
@@ -367,7 +367,7 @@ def _child_lsh(folder: str) -> None:
     import pyarrow.parquet as pq
     from datasketch import MinHash, MinHashLSH
 
-    from stages import _minhash
+    from crawl2model.stages import _minhash
 
     lsh = MinHashLSH(num_perm=BANDS * ROWS, params=(BANDS, ROWS))
     perms = MinHash(num_perm=BANDS * ROWS, seed=1).permutations

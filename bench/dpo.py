@@ -33,11 +33,11 @@ WARMUP = 3
 
 def prepare(folder: Path, pairs: int) -> tuple[Path, Path, Path, Path]:
     """(our checkpoint, the HF folder, the tokenizer, the pairs as prompt/chosen/rejected JSONL)."""
-    from model.hf import export_hf
-    from model.llama import Llama, LlamaConfig
-    from stages.train_tokenizer import TrainTokenizerConfig, train_bpe
-    from train import checkpoint
-    from train.chat import split_pair
+    from crawl2model.model.hf import export_hf
+    from crawl2model.model.llama import Llama, LlamaConfig
+    from crawl2model.stages.train_tokenizer import TrainTokenizerConfig, train_bpe
+    from crawl2model.train import checkpoint
+    from crawl2model.train.chat import split_pair
 
     rows = [json.loads(line) for line in gzip.open(HH, "rt")][:pairs]
     split = [split_pair(row["chosen"], row["rejected"]) for row in rows]
@@ -54,7 +54,7 @@ def prepare(folder: Path, pairs: int) -> tuple[Path, Path, Path, Path]:
 
 
 def ours(start: Path, tokenizer: Path, data: Path, out: Path, steps: int) -> float:
-    from train.align import DPOConfig, train_dpo
+    from crawl2model.train.align import DPOConfig, train_dpo
 
     marks = []
     config = DPOConfig(steps=steps + WARMUP, batch_size=8, lr=1e-4, warmup_steps=0, max_len=128, beta=0.1,

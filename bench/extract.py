@@ -68,8 +68,8 @@ def run_plain(warcs: list[str]) -> dict:
     """The baseline: one process, no shards, same extraction options as the extract stage."""
     import trafilatura  # noqa: F401  (imported before the clock starts)
 
-    from pipeline.charset import decode_html
-    from stages.extract import ExtractConfig, trafilatura_extract
+    from crawl2model.pipeline.charset import decode_html
+    from crawl2model.stages.extract import ExtractConfig, trafilatura_extract
 
     config, docs, texts = ExtractConfig(), 0, 0
     started = time.perf_counter()
@@ -117,8 +117,8 @@ def run_c2m_sweep(warcs: list[str], tmp: str, sizes: list[int], cpus: int) -> tu
     """In-process runs on one local Ray: (ray.init seconds, a result per docs_per_shard)."""
     import ray
 
-    from pipeline.config import parse_config
-    from pipeline.runner import connect, run
+    from crawl2model.catalog import parse_config
+    from crawl2model.pipeline.runner import connect, run
 
     def once(paths: list[str], size: int, name: str) -> dict:
         out = os.path.join(tmp, name)
@@ -156,7 +156,7 @@ def run_datatrove(warc_dir: str, tmp: str, name: str) -> dict:
     from datatrove.pipeline.readers import WarcReader
     from datatrove.pipeline.writers import JsonlWriter
 
-    from stages.extract import ExtractConfig
+    from crawl2model.stages.extract import ExtractConfig
 
     c = ExtractConfig()
     out, logs = os.path.join(tmp, name, "out"), os.path.join(tmp, name, "logs")

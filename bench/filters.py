@@ -47,8 +47,8 @@ def extracted_texts() -> list[str]:
 
     import pyarrow as pa
 
-    from pipeline.warc import iter_warc_rows
-    from stages.extract import Extract
+    from crawl2model.pipeline.warc import iter_warc_rows
+    from crawl2model.stages.extract import Extract
 
     rows = [r for r in iter_warc_rows(str(WARC), lambda: open(WARC, "rb"), max_record_bytes=2**25, counts=Counter())
             if r["drop_reason"] is None]
@@ -82,8 +82,8 @@ def run_c2m(paths: list[str], tmp: Path, cpus: int) -> tuple[dict, dict]:
     """(in-process run after ray.init, whole CLI command)."""
     import ray
 
-    from pipeline.config import parse_config
-    from pipeline.runner import connect, run
+    from crawl2model.catalog import parse_config
+    from crawl2model.pipeline.runner import connect, run
 
     config, specs = parse_config(c2m_config(paths, str(tmp / "c2m"), cpus))
     connect(config, address=None)

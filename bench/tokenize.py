@@ -70,8 +70,8 @@ def c2m_run(config: dict, stage: str) -> float:
     """Seconds of `stage` alone: a first run reads the input into shards, the timed one runs the stage."""
     import ray
 
-    from pipeline.config import parse_config
-    from pipeline.runner import connect, run
+    from crawl2model.catalog import parse_config
+    from crawl2model.pipeline.runner import connect, run
 
     run_config, specs = parse_config(config)
     connect(run_config, address=None)
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--skip-datatrove", action="store_true")
     args = parser.parse_args()
 
-    from stages.train_tokenizer import TrainTokenizerConfig, train_bpe
+    from crawl2model.stages.train_tokenizer import TrainTokenizerConfig, train_bpe
 
     texts = corpus(args.megabytes)
     megabytes = sum(len(t.encode()) for t in texts) / 1e6

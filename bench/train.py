@@ -35,15 +35,15 @@ def make_tokens(folder: Path, text: Path = SHAKESPEARE) -> Path:
 
     import pyarrow as pa
 
-    from pipeline import shards
-    from pipeline.global_stage import PhaseContext
-    from pipeline.worker import StageTask, run_phases
-    from stages.train_tokenizer import TrainTokenizerConfig, train_bpe
+    from crawl2model.pipeline import storage
+    from crawl2model.pipeline.global_stage import PhaseContext
+    from crawl2model.pipeline.worker import StageTask, run_phases
+    from crawl2model.stages.train_tokenizer import TrainTokenizerConfig, train_bpe
 
     speeches = [s.strip() for s in re.split(r"\n\s*\n", text.read_text()) if s.strip()]
     train_bpe(iter([speeches]), TrainTokenizerConfig(vocab_size=4096)).save(str(folder / "tokenizer.json"))
     table = pa.table({"id": [f"s{i}" for i in range(len(speeches))], "text": speeches})
-    inputs = [("00000", shards.write_parquet(str(folder / "in.parquet"), table).path)]
+    inputs = [("00000", storage.write_parquet(str(folder / "in.parquet"), table).path)]
     task = StageTask("tokenize", "tokenize", {"tokenizer": str(folder / "tokenizer.json"), "val_fraction": 0.01,
                                               "seed": 0}, "bench", str(folder / "stage"))
     context = PhaseContext(str(folder / "stage/phases"), 1, ("00000",), (inputs[0][1],), str(folder), "tokenize")
@@ -55,8 +55,8 @@ def plain_loop(tokens: Path, args) -> float:
     """Tokens per second of a hand-written loop over the same model and batch size."""
     import numpy as np
 
-    from model.llama import Llama, LlamaConfig
-    from train.tokens import load_index
+    from crawl2model.model.llama import Llama, LlamaConfig
+    from crawl2model.train.tokens import load_index
 
     from contextlib import nullcontext
 
@@ -91,8 +91,8 @@ def ours(tokens: Path, out: Path, args) -> tuple[float, float | None]:
     """Tokens per second of train/pretrain.py, and its mean MFU over the timed steps (GPU only)."""
     import json
 
-    from train.loop import TrainConfig
-    from train.pretrain import train
+    from crawl2model.train.loop import TrainConfig
+    from crawl2model.train.pretrain import train
 
     config = TrainConfig(model={"dim": args.dim, "n_layers": args.layers, "n_heads": args.heads}, seq_len=args.seq_len,
                          batch_size=args.batch, steps=args.steps + 5, warmup_steps=5, log_interval=1,

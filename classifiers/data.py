@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from classifiers.fasttext_file import LABEL_PREFIX
-from pipeline.global_stage import seeded_keys
+from crawl2model.classifiers.fasttext_file import LABEL_PREFIX
+from crawl2model.pipeline.global_stage import seeded_keys
 
 Format = Literal["auto", "jsonl", "parquet", "csv", "text"]
 _SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
@@ -102,7 +102,7 @@ class ExampleSource(BaseModel):
 def _expand(pattern: str) -> list[str]:
     """Files matching a glob: a local path, a URL, or a chained URL into an archive
     (`zip://state_union/*.txt::corpora/state_union.zip`), whose chain is kept."""
-    from pipeline.sources import expand_inputs
+    from crawl2model.pipeline.storage import expand_inputs
 
     if "::" not in pattern:
         return expand_inputs([pattern], {})

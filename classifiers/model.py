@@ -11,9 +11,9 @@ from pathlib import PurePath
 import numpy as np
 import pyarrow as pa
 
-from classifiers.fasttext_file import LABEL_PREFIX, check_model_file, load_model
-from classifiers.text import preprocess
-from pipeline import shards
+from crawl2model.classifiers.fasttext_file import LABEL_PREFIX, check_model_file, load_model
+from crawl2model.classifiers.text import preprocess
+from crawl2model.pipeline import storage
 
 
 def metadata_path(model_path: str) -> str:
@@ -23,7 +23,7 @@ def metadata_path(model_path: str) -> str:
 
 def read_metadata(model_path: str) -> dict:
     """The metadata saved beside a model trained here; {} for a model from elsewhere."""
-    return shards.read_json(metadata_path(model_path)) or {}
+    return storage.read_json(metadata_path(model_path)) or {}
 
 
 def local_file(path: str) -> str:

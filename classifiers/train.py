@@ -19,13 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from classifiers import metrics
-from classifiers.data import EXAMPLES, ExampleSource, read_source
-from classifiers.fasttext_file import load_model
-from classifiers.model import Classifier, metadata_path
-from classifiers.text import VERSION, preprocess
-from pipeline import shards
-from pipeline.global_stage import seeded_keys
+from crawl2model.classifiers import metrics
+from crawl2model.classifiers.data import EXAMPLES, ExampleSource, read_source
+from crawl2model.classifiers.fasttext_file import load_model
+from crawl2model.classifiers.model import Classifier, metadata_path
+from crawl2model.classifiers.text import VERSION, preprocess
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.global_stage import seeded_keys
 
 FORMAT = "crawl2model-classifier/1"
 
@@ -94,7 +94,7 @@ def load_job(path: str) -> TrainingJob:
     import yaml
     from pydantic import ValidationError
 
-    from pipeline.config import ConfigError, describe_errors
+    from crawl2model.pipeline.config import ConfigError, describe_errors
 
     try:
         raw = yaml.safe_load(open(path, encoding="utf-8"))
@@ -129,7 +129,7 @@ def train(examples: pa.Table, settings: FastTextSettings, model_path: str, extra
         _in_fresh_process(_fit, train_file, local, settings.model_dump(), settings.seed or 0)
         model = load_model(local)
         with open(local, "rb") as handle:
-            info = shards.write_file(model_path, handle.read(), 0)
+            info = storage.write_file(model_path, handle.read(), 0)
     held = [line for line, out in zip(lines, held_out) if out]
     scores = Classifier(model_path, settings.positive, settings.max_chars, model).score_prepared(
         [line.split(" ", 1)[1].rstrip("\n") for line in held])
@@ -144,7 +144,7 @@ def train(examples: pa.Table, settings: FastTextSettings, model_path: str, extra
         "metrics": metrics.report(truth, scores) if held else None,
         "fasttext": _version("fasttext"), "train_seconds": round(time.time() - started, 3), **(extra or {}),
     }
-    shards.write_json(metadata_path(model_path), metadata, sort_keys=False)
+    storage.write_json(metadata_path(model_path), metadata, sort_keys=False)
     return metadata
 
 

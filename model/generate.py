@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from model.llama import KVCache, Llama
+from crawl2model.model.llama import KVCache, Llama
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:

@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from model.llama import Llama
+from crawl2model.model.llama import Llama
 
 _NAMES = {  # ours -> HF's, per layer `{i}`
     "attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj", "attention.wv": "self_attn.v_proj",

@@ -13,7 +13,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.stage import Stage, StageConfig, resolve_stage
+from typing import Callable
+
+from crawl2model.pipeline.sources import InputConfig, source_columns
+from crawl2model.pipeline.stage import Stage, StageConfig
+from crawl2model.pipeline.storage import expand_inputs
 
 SOURCE = "read"  # the implicit first stage: reads the inputs into shards
 
@@ -35,26 +39,6 @@ class RayConfig(Strict):
     address: str | None = None  # null: embedded local Ray (RAY_ADDRESS and --address override)
     num_cpus: int | None = Field(default=None, ge=1)  # local Ray only; default all cores
     runtime_env: dict[str, Any] = {}  # for a cluster: how workers get your code (working_dir, py_modules, pip)
-
-
-class SampleInput(Strict):
-    """The built-in sample crawl, generated under <output_dir>/sample from the run seed."""
-
-    documents: int = Field(default=240, ge=1)
-    files: int = Field(default=4, ge=1)
-
-
-class InputConfig(Strict):
-    warc: list[str] = []  # globs or URLs of WARC/ARC files (gzip, lz4, zstd or plain)
-    jsonl: list[str] = []  # JSON lines with a text column
-    parquet: list[str] = []  # Parquet with a text column
-    sample: SampleInput | None = None
-    text_column: str = "text"
-    id_column: str = "id"  # used as the document id when present, else one is derived
-    docs_per_shard: int = Field(default=500, ge=1)
-    max_record_bytes: int = Field(default=32 * 2**20, ge=1024)  # larger WARC records are removed unread
-    strict: bool = False  # an unreadable input file stops the run instead of being skipped
-    storage_options: dict[str, Any] = {}  # passed to fsspec for remote inputs (s3://, gs://, https://)
 
 
 class StageEntry(BaseModel):
@@ -100,7 +84,7 @@ class StageSpec(BaseModel):
     after: tuple[str, ...]
 
 
-def load_config(path: str | Path) -> tuple[RunConfig, list[StageSpec]]:
+def load_config(path: str | Path, resolve: Callable[[str], type[Stage]]) -> tuple[RunConfig, list[StageSpec]]:
     """Read, parse and check a crawl.yaml. Raises ConfigError listing every problem found."""
     source = str(path)
     try:
@@ -111,10 +95,10 @@ def load_config(path: str | Path) -> tuple[RunConfig, list[StageSpec]]:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(source, [f"{where}not valid YAML ({getattr(error, 'problem', error)})"]) from None
-    return parse_config(raw, source=source)
+    return parse_config(raw, source, resolve)
 
 
-def parse_config(raw: Any, source: str = "config") -> tuple[RunConfig, list[StageSpec]]:
+def parse_config(raw: Any, source: str, resolve: Callable[[str], type[Stage]]) -> tuple[RunConfig, list[StageSpec]]:
     if not isinstance(raw, dict):
         raise ConfigError(source, ["the top level must be a mapping of keys (name, output_dir, input, stages, ...)"])
     try:
@@ -122,7 +106,7 @@ def parse_config(raw: Any, source: str = "config") -> tuple[RunConfig, list[Stag
     except ValidationError as error:
         raise ConfigError(source, describe_errors(error, RunConfig)) from None
     problems: list[str] = []
-    specs = _resolve_stages(config, problems)
+    specs = _resolve_stages(config, problems, resolve)
     _check_dag(config, specs, problems)
     if not problems:
         specs = _bind(config, specs, problems)
@@ -134,13 +118,13 @@ def parse_config(raw: Any, source: str = "config") -> tuple[RunConfig, list[Stag
     return config, specs
 
 
-def _resolve_stages(config: RunConfig, problems: list[str]) -> list[StageSpec]:
+def _resolve_stages(config: RunConfig, problems: list[str], resolve) -> list[StageSpec]:
     specs, previous = [], SOURCE
     for i, entry in enumerate(config.stages):
         where, after = f"stages[{i}]", tuple(entry.after if entry.after is not None else [previous])
         previous = entry.name
         try:
-            cls = resolve_stage(entry.type)
+            cls = resolve(entry.type)
         except LookupError as error:
             problems.append(f"{where}.type: {error}")
             continue
@@ -189,8 +173,6 @@ def _bind(config: RunConfig, specs: list[StageSpec], problems: list[str]) -> lis
 
 
 def _check_inputs(config: RunConfig) -> list[str]:
-    from pipeline.sources import expand_inputs
-
     inputs = config.input
     if not (inputs.warc or inputs.jsonl or inputs.parquet or inputs.sample):
         return ["input: no input given; name at least one of warc, jsonl, parquet or sample"]
@@ -208,8 +190,6 @@ def _check_inputs(config: RunConfig) -> list[str]:
 
 def _check_columns(config: RunConfig, specs: list[StageSpec], problems: list[str]) -> None:
     """Follow the columns each stage adds and removes; report a stage whose input lacks a column."""
-    from pipeline.sources import source_columns
-
     available = {SOURCE: source_columns(config.input)}
     for spec in specs:
         columns = set.intersection(*(available[p] for p in spec.after))

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import fsspec
 
-from pipeline import shards
-from pipeline.config import SOURCE, RunConfig, StageSpec
-from pipeline.global_stage import GlobalStage
-from pipeline.sources import InputFile
-from pipeline.stage import stage_path
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.config import SOURCE, RunConfig, StageSpec
+from crawl2model.pipeline.global_stage import GlobalStage
+from crawl2model.pipeline.sources import InputFile
+from crawl2model.pipeline.stage import stage_path
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,13 @@ def config_fingerprint(config: RunConfig) -> str:
 
 def source_fingerprint(config: RunConfig, files: list[InputFile]) -> str:
     """Input options, the reader's code, and each file's identity (path, size, modification)."""
-    from pipeline import charset, compressed, sources, warc
+    from crawl2model.pipeline import charset, compressed, sources, warc
 
     code = _source_hashes(sources, warc, compressed, charset)
     inputs = config.input.model_dump(mode="json")
     identity = []
     if config.input.sample is not None:  # generated from the seed: its parameters are its identity
-        from pipeline import sample, sample_text
+        from crawl2model.pipeline import sample, sample_text
 
         code += _source_hashes(sample, sample_text)
         identity.append(["sample", config.seed])
@@ -75,7 +75,7 @@ def source_fingerprint(config: RunConfig, files: list[InputFile]) -> str:
 
 
 def fingerprints(nodes: list[Node], source_fp: str) -> dict[str, str]:
-    from pipeline.stage import resolve_stage
+    from crawl2model.catalog import resolve_stage
 
     result = {SOURCE: source_fp}
     for node in nodes[1:]:
@@ -144,4 +144,4 @@ def segments(nodes: list[Node], to_run: set[str]) -> list[list[Node]]:
 
 
 def stage_dir(config: RunConfig, name: str) -> str:
-    return shards.join(config.output_dir, "stages", name)
+    return storage.join(config.output_dir, "stages", name)

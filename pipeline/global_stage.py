@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import shards
-from pipeline.stage import Stage
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.stage import Stage
 
 PARTITION = "partition"  # the column that sends a row of a shards phase to a partition
 
@@ -66,11 +66,11 @@ class PhaseContext:
              filter: pc.Expression | None = None) -> pa.Table:
         """The rows an earlier phase wrote (all of them, or one partition's), optionally filtered;
         a table with no columns when it wrote none."""
-        directory = shards.join(self.phases_dir, phase)
+        directory = storage.join(self.phases_dir, phase)
         if partition is not None:
-            directory = shards.join(directory, partition_name(partition))
-        files = shards.list_files(directory, ".parquet", recursive=True)
-        return shards.read_parquet_files(files, columns, filter) if files else pa.table({})
+            directory = storage.join(directory, partition_name(partition))
+        files = storage.list_files(directory, ".parquet", recursive=True)
+        return storage.read_parquet_files(files, columns, filter) if files else pa.table({})
 
 
 def seeded_keys(values: pa.Array | list[str], seed: int) -> np.ndarray:
@@ -96,13 +96,13 @@ def partition_name(partition: int) -> str:
     return f"p{partition:05d}"
 
 
-def phase_output(phase_dir: str, unit: str, table: pa.Table) -> list[shards.FileInfo]:
+def phase_output(phase_dir: str, unit: str, table: pa.Table) -> list[storage.FileInfo]:
     """Write what a phase task returned: one file, or one per partition when it has a `partition`
     column (rows keep their order within a partition). Empty outputs write nothing."""
     if table.num_rows == 0:
         return []
     if PARTITION not in table.column_names:
-        return [shards.write_parquet(shards.join(phase_dir, f"{unit}.parquet"), table)]
+        return [storage.write_parquet(storage.join(phase_dir, f"{unit}.parquet"), table)]
     order = pc.sort_indices(table, [(PARTITION, "ascending")])  # stable
     table = table.take(order)
     keys = table.column(PARTITION).to_numpy()
@@ -110,8 +110,8 @@ def phase_output(phase_dir: str, unit: str, table: pa.Table) -> list[shards.File
     written = []
     for start, stop in zip([0, *bounds], [*bounds, len(keys)]):
         part = table.slice(start, stop - start).drop_columns([PARTITION])
-        path = shards.join(phase_dir, partition_name(int(keys[start])), f"{unit}.parquet")
-        written.append(shards.write_parquet(path, part))
+        path = storage.join(phase_dir, partition_name(int(keys[start])), f"{unit}.parquet")
+        written.append(storage.write_parquet(path, part))
     return written
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import yaml
 
-from pipeline import dag, shards
-from pipeline.config import SOURCE, RunConfig, StageSpec
-from pipeline.global_stage import PhaseContext, phase_jobs
-from pipeline.progress import Progress
-from pipeline.sources import InputFile, list_input_files
-from pipeline.worker import (StageTask, StageWorker, merge_counts, merge_histograms, run_phase_task, run_source_task,
+from crawl2model.pipeline import dag, storage
+from crawl2model.pipeline.config import SOURCE, RunConfig, StageSpec
+from crawl2model.pipeline.global_stage import PhaseContext, phase_jobs
+from crawl2model.pipeline.progress import Progress
+from crawl2model.pipeline.sources import InputFile, list_input_files
+from crawl2model.pipeline.worker import (StageTask, StageWorker, merge_counts, merge_histograms, run_phase_task, run_source_task,
                              run_stage_task)
 
 
@@ -46,7 +46,7 @@ def run(config: RunConfig, specs: list[StageSpec], *, address: str | None = None
     manifest = _load_manifest(config)
     plan = make_plan(config, specs, manifest, until=until, force=force)
     _prepare_dirs(config, plan)
-    shards.write_bytes_atomic(shards.join(config.output_dir, "config.yaml"),
+    storage.write_bytes_atomic(storage.join(config.output_dir, "config.yaml"),
                               yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).encode())
     previous = manifest["stages"]
     manifest["stages"] = {}
@@ -90,7 +90,7 @@ def make_plan(config: RunConfig, specs: list[StageSpec], manifest: dict[str, Any
     for name in [*force, *([until] if until else [])]:
         if name not in names:
             raise PlanError(f"no stage named '{name}'; stages: {', '.join(names)}")
-    files = list_input_files(config)
+    files = list_input_files(config.input, config.seed, config.output_dir)
     fps = dag.fingerprints(nodes, dag.source_fingerprint(config, files))
     wanted = dag.ancestors(nodes, until) if until else set(names)
     forced = dag.descendants(nodes, set(force))
@@ -105,19 +105,19 @@ def make_plan(config: RunConfig, specs: list[StageSpec], manifest: dict[str, Any
 def _is_cached(entry: dict | None, fingerprint: str) -> bool:
     if not entry or entry.get("status") != "done" or entry.get("fingerprint") != fingerprint:
         return False
-    return all(shards.exists(f["path"]) for f in entry.get("kept", [])) and all(
-        shards.exists(path) for path in entry.get("artifacts", []))
+    return all(storage.exists(f["path"]) for f in entry.get("kept", [])) and all(
+        storage.exists(path) for path in entry.get("artifacts", []))
 
 
 def _prepare_dirs(config: RunConfig, plan: Plan) -> None:
     """Clear a stage's directory when its fingerprint changed or it is forced; keep it to resume."""
     for name in plan.to_run:
         directory = dag.stage_dir(config, name)
-        marker = shards.join(directory, "_fingerprint.json")
-        previous = shards.read_json(marker)
+        marker = storage.join(directory, "_fingerprint.json")
+        previous = storage.read_json(marker)
         if name in plan.forced or not previous or previous.get("fingerprint") != plan.fingerprints[name]:
-            shards.remove_tree(directory)
-            shards.write_json(marker, {"fingerprint": plan.fingerprints[name]})
+            storage.remove_tree(directory)
+            storage.write_json(marker, {"fingerprint": plan.fingerprints[name]})
 
 
 def connect(config: RunConfig, address: str | None) -> bool:
@@ -175,7 +175,7 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[dag.Node], manifest: d
     context = _run_phases(config, plan, first, items, cpus, progress) if first.is_global else None
     if not first.judges:  # its artifact is made; it passes its parent's documents on untouched
         rows = sum(item["rows"] for item in items)
-        shards.write_json(plan.tasks[first.name].done_path("all"), {
+        storage.write_json(plan.tasks[first.name].done_path("all"), {
             "fingerprint": plan.tasks[first.name].fingerprint, "unit": "all", "outputs": [], "docs_in": rows,
             "docs_out": rows, "bytes_in": 0, "bytes_out": 0, "started": started, "finished": time.time()})
         items, rest = [], []
@@ -205,7 +205,7 @@ def _check_feasible(nodes: list[dag.Node], cluster: dict[str, float]) -> None:
 
 
 def _remote_options(node: dag.Node) -> dict[str, Any]:
-    from pipeline.stage import resolve_stage
+    from crawl2model.catalog import resolve_stage
 
     cls = resolve_stage(node.stage_type)
     resources = cls.resources_for(cls.Config.model_validate(node.options))
@@ -240,12 +240,12 @@ def _run_phases(config: RunConfig, plan: Plan, node: dag.Node, items: list[dict]
 
     task = plan.tasks[node.name]
     stage = task.build()
-    phases_dir = shards.join(task.stage_dir, "phases")
-    layout_path = shards.join(phases_dir, "_partitions.json")
-    layout = shards.read_json(layout_path)
+    phases_dir = storage.join(task.stage_dir, "phases")
+    layout_path = storage.join(phases_dir, "_partitions.json")
+    layout = storage.read_json(layout_path)
     if not layout:
         layout = {"partitions": stage.partitions(sum(item["rows"] for item in items), cpus)}
-        shards.write_json(layout_path, layout)
+        storage.write_json(layout_path, layout)
     context = PhaseContext(phases_dir, layout["partitions"], tuple(item["unit"] for item in items),
                            tuple(item["path"] for item in items), config.output_dir, node.name)
     remote = ray.remote(run_phase_task).options(**_remote_options(node))
@@ -278,7 +278,7 @@ def _input_units(node: dag.Node, plan: Plan) -> list[dict[str, str]]:
 
 
 def _done_records(task: StageTask) -> list[dict[str, Any]]:
-    records = (shards.read_json(p) for p in shards.list_files(shards.join(task.stage_dir, "_done"), ".json"))
+    records = (storage.read_json(p) for p in storage.list_files(storage.join(task.stage_dir, "_done"), ".json"))
     return sorted((r for r in records if r and r.get("fingerprint") == task.fingerprint), key=lambda r: r["unit"])
 
 
@@ -306,14 +306,14 @@ def _finish_stage(config: RunConfig, plan: Plan, node: dag.Node, manifest: dict)
     if node.name == SOURCE:
         stats["files"] = len(records)
         stats["files_skipped"] = [{"path": r["input"], "reason": r["skipped"]} for r in records if r.get("skipped")]
-    shards.write_json(shards.join(task.stage_dir, "stats.json"), stats)
+    storage.write_json(storage.join(task.stage_dir, "stats.json"), stats)
     manifest["stages"][node.name] = {
         "type": node.stage_type, "after": list(node.after), "fingerprint": task.fingerprint, "status": "done",
         "docs_in": stats["docs_in"], "docs_out": stats["docs_out"], "wall_seconds": stats["wall_seconds"],
         "kept": [o["kept"] for o in outputs], "removed": [o["removed"] for o in outputs if o["removed"]],
     }
     if node.is_global:
-        from pipeline.stage import resolve_stage
+        from crawl2model.catalog import resolve_stage
 
         cls = resolve_stage(node.stage_type)
         manifest["stages"][node.name]["artifacts"] = cls.artifacts(cls.Config.model_validate(node.options),
@@ -324,9 +324,9 @@ def _finish_stage(config: RunConfig, plan: Plan, node: dag.Node, manifest: dict)
 def _phase_records(task: StageTask) -> dict[str, list[dict[str, Any]]]:
     """The done records of a global stage's phase tasks, by phase."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for path in shards.list_files(shards.join(task.stage_dir, "phases"), ".json", recursive=True):
+    for path in storage.list_files(storage.join(task.stage_dir, "phases"), ".json", recursive=True):
         phase_dir, _, name = path.rpartition("/_done/")
-        record = shards.read_json(path) if name else None
+        record = storage.read_json(path) if name else None
         if record and record.get("fingerprint") == task.fingerprint:
             found.setdefault(phase_dir.rsplit("/", 1)[1], []).append(record)
     return found
@@ -341,7 +341,7 @@ def _phase_stats(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _load_manifest(config: RunConfig) -> dict[str, Any]:
-    manifest = shards.read_json(shards.join(config.output_dir, "manifest.json")) or {"stages": {}}
+    manifest = storage.read_json(storage.join(config.output_dir, "manifest.json")) or {"stages": {}}
     manifest.setdefault("stages", {})
     return manifest
 
@@ -349,7 +349,7 @@ def _load_manifest(config: RunConfig) -> dict[str, Any]:
 def _write_manifest(config: RunConfig, manifest: dict[str, Any]) -> None:
     manifest.update(name=config.name, config_fingerprint=dag.config_fingerprint(config),
                     updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), packages=package_versions())
-    shards.write_json(shards.join(config.output_dir, "manifest.json"), manifest, sort_keys=False)  # stages in DAG order
+    storage.write_json(storage.join(config.output_dir, "manifest.json"), manifest, sort_keys=False)  # stages in DAG order
 
 
 def package_versions() -> dict[str, str]:

@@ -43,7 +43,7 @@ from pathlib import Path
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipeline.sample_text import SENTENCES
+from crawl2model.pipeline.sample_text import SENTENCES
 
 
 LANGUAGE_WEIGHTS = {"en": 6, "de": 1, "fr": 1, "es": 1, "it": 1, "nl": 1, "pt": 1, "ru": 1, "zh": 1, "ja": 1}

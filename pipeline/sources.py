@@ -16,13 +16,39 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import warc
-from pipeline.config import InputConfig, RunConfig
-from pipeline.stage import DROP_DETAIL, DROP_REASON
+from crawl2model.pipeline import warc
+from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON
+from crawl2model.pipeline.storage import expand_inputs
 
 KINDS = ("warc", "jsonl", "parquet")
-GLOB_CHARS = "*?["
+
+
+class SampleInput(BaseModel):
+    """The built-in sample crawl, generated under <output_dir>/sample from the run seed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: int = Field(default=240, ge=1)
+    files: int = Field(default=4, ge=1)
+
+
+class InputConfig(BaseModel):
+    """`input:` of crawl.yaml: what the reader (the implicit first stage, `read`) reads."""
+
+    model_config = ConfigDict(extra="forbid")
+    warc: list[str] = []  # globs or URLs of WARC/ARC files (gzip, lz4, zstd or plain)
+    jsonl: list[str] = []  # JSON lines with a text column
+    parquet: list[str] = []  # Parquet with a text column
+    sample: SampleInput | None = None
+    text_column: str = "text"
+    id_column: str = "id"  # used as the document id when present, else one is derived
+    docs_per_shard: int = Field(default=500, ge=1)
+    max_record_bytes: int = Field(default=32 * 2**20, ge=1024)  # larger WARC records are removed unread
+    strict: bool = False  # an unreadable input file stops the run instead of being skipped
+    storage_options: dict[str, Any] = {}  # passed to fsspec for remote inputs (s3://, gs://, https://)
+
 
 
 @dataclass(frozen=True)
@@ -40,26 +66,13 @@ class Chunk:
     removed: pa.Table | None
 
 
-def expand_inputs(patterns: list[str], storage_options: dict[str, Any]) -> list[str]:
-    """Local paths or fsspec URLs, with globs expanded, sorted and without repeats."""
-    found: set[str] = set()
-    for pattern in patterns:
-        fs, path = fsspec.core.url_to_fs(pattern, **storage_options)
-        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        matches = fs.glob(path) if any(c in path for c in GLOB_CHARS) else ([path] if fs.exists(path) else [])
-        for match in matches:
-            if fs.isfile(match):
-                found.add(match if protocol == "file" else fs.unstrip_protocol(match))
-    return sorted(found)
-
-
-def list_input_files(config: RunConfig) -> list[InputFile]:
-    inputs, files = config.input, []
+def list_input_files(inputs: InputConfig, seed: int, output_dir: str) -> list[InputFile]:
+    files = []
     if inputs.sample is not None:
-        from pipeline.sample import write_sample_crawl
+        from crawl2model.pipeline.sample import write_sample_crawl
 
-        sample_dir = Path(config.output_dir) / "sample"
-        for path in write_sample_crawl(sample_dir, seed=config.seed, documents=inputs.sample.documents,
+        sample_dir = Path(output_dir) / "sample"
+        for path in write_sample_crawl(sample_dir, seed=seed, documents=inputs.sample.documents,
                                        files=inputs.sample.files):
             files.append(("warc", str(path)))
     for kind in KINDS:

@@ -6,10 +6,7 @@ The runner alone turns stages into Ray Data operators and writes what they retur
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
-import importlib
-import pkgutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +72,17 @@ class Stage:
         entry["counts"] = [a + int(b) for a, b in zip(entry["counts"], counts)]
 
     def setup(self) -> None:
-        """Load what every batch needs (models, word lists). Called once per worker."""
+        """Load what every batch needs (models, word lists). Called once per worker, on first use."""
 
     def process(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """`process` after `setup`, which runs once, on first use: how the runner (and a test) applies a stage."""
+        if not self.__dict__.get("_set_up"):
+            self.setup()
+            self._set_up = True
+        return self.process(batch)
 
     @classmethod
     def resources_for(cls, config: StageConfig) -> Resources:
@@ -122,16 +126,22 @@ class Stage:
         return digest.hexdigest()[:16]
 
 
-_OUTPUT_PACKAGES = ("stages", "classifiers", "model", "train")  # code there shapes a stage's output; pipeline/ runs it
+# code there shapes a stage's output; the kernel (crawl2model.pipeline) only runs it
+_OUTPUT_PACKAGES = tuple(f"crawl2model.{name}" for name in ("stages", "classifiers", "model", "train"))
 
 
 def local_sources(module_name: str) -> list[Path]:
-    """The source files of `module_name` and of the modules it imports from its own top-level
-    package or from `_OUTPUT_PACKAGES`, transitively, sorted."""
+    """The source files of `module_name` and of the modules it imports from `_OUTPUT_PACKAGES`
+    or (a user's stage) from its own top-level package, transitively, sorted."""
     import ast
     import importlib.util
 
-    roots = {module_name.split(".")[0], *_OUTPUT_PACKAGES}
+    top = module_name.split(".")[0]
+
+    def followed(name: str) -> bool:
+        return name.startswith(tuple(f"{p}." for p in _OUTPUT_PACKAGES)) or (
+            top != "crawl2model" and name.split(".")[0] == top)
+
     found: dict[str, Path] = {}
     todo = [module_name]
     while todo:
@@ -145,48 +155,11 @@ def local_sources(module_name: str) -> list[Path]:
         found[name] = Path(spec.origin)
         for node in ast.walk(ast.parse(found[name].read_text())):
             if isinstance(node, ast.Import):
-                todo += [alias.name for alias in node.names if alias.name.split(".")[0] in roots]
+                todo += [alias.name for alias in node.names if followed(alias.name)]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                if node.module.split(".")[0] in roots:  # `from pkg import module` names modules too
+                if followed(node.module + "."):  # `from pkg import module` names modules too
                     todo += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
     return sorted(found.values())
-
-
-def builtin_stage_types() -> list[str]:
-    """Type names of the stages shipped in `stages/`: one module per stage, named as its type."""
-    import stages
-
-    return sorted(m.name for m in pkgutil.iter_modules(stages.__path__) if not m.name.startswith("_"))
-
-
-def resolve_stage(type_name: str) -> type[Stage]:
-    """Find a stage class by built-in type name (`extract`) or import path (`pkg.module:Class`).
-
-    Raises LookupError with a hint that says what was looked for and what exists.
-    """
-    if ":" in type_name:
-        module_name, _, attr = type_name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as error:
-            raise LookupError(f"cannot import module '{module_name}' ({error}); is it installed or on PYTHONPATH?") from None
-        cls = getattr(module, attr, None)
-        if not (isinstance(cls, type) and issubclass(cls, Stage)):
-            raise LookupError(f"'{attr}' in module '{module_name}' is not a pipeline.stage.Stage subclass")
-        return cls
-
-    known = builtin_stage_types()
-    if type_name not in known:
-        close = difflib.get_close_matches(type_name, known, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise LookupError(f"unknown stage type '{type_name}'; {hint}known types: {', '.join(known)}; "
-                          "or give an import path such as 'mypkg.module:MyStage'")
-    module = importlib.import_module(f"stages.{type_name}")
-    found = [obj for obj in vars(module).values()
-             if isinstance(obj, type) and issubclass(obj, Stage) and obj.type_name == type_name]
-    if len(found) != 1:
-        raise LookupError(f"module stages.{type_name} must define exactly one Stage with type_name '{type_name}'")
-    return found[0]
 
 
 def stage_path(cls: type[Stage]) -> str:

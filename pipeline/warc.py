@@ -20,8 +20,8 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeadersParser
 from warcio.utils import BUFF_SIZE
 
-from pipeline.charset import decode_html
-from pipeline.compressed import MemberReader, StreamCut, decoders, read_errors
+from crawl2model.pipeline.charset import decode_html
+from crawl2model.pipeline.compressed import MemberReader, StreamCut, decoders, read_errors
 
 SCHEMA = pa.schema([
     ("id", pa.string()),

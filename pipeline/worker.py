@@ -16,9 +16,10 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import shards
-from pipeline.global_stage import PhaseContext, phase_jobs, phase_output
-from pipeline.stage import DROP_DETAIL, DROP_REASON, REMOVAL_COLUMNS, Stage, resolve_stage
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.global_stage import PhaseContext, phase_jobs, phase_output
+from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, REMOVAL_COLUMNS, Stage
+from crawl2model.catalog import resolve_stage
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,11 @@ class StageTask:
         return cls(cls.Config.model_validate(self.options))
 
     def done_path(self, unit: str) -> str:
-        return shards.join(self.stage_dir, "_done", f"{unit}.json")
+        return storage.join(self.stage_dir, "_done", f"{unit}.json")
 
     def finished(self, unit: str) -> dict[str, Any] | None:
         """The done record of a unit finished under this fingerprint, else None."""
-        record = shards.read_json(self.done_path(unit))
+        record = storage.read_json(self.done_path(unit))
         return record if record and record.get("fingerprint") == self.fingerprint else None
 
 
@@ -54,7 +55,7 @@ def apply_stage(stage: Stage, table: pa.Table, name: str) -> tuple[pa.Table, pa.
     for start in range(0, max(table.num_rows, 1), stage.batch_size):
         batch = table.slice(start, stage.batch_size)
         try:
-            outputs.append(_checked(stage.process(batch), batch))
+            outputs.append(_checked(stage(batch), batch))
         except Exception:
             outputs += [_process_row(stage, batch.slice(i, 1), name) for i in range(batch.num_rows)]
     return split_removed(pa.concat_tables(outputs, promote_options="default") if outputs else table)
@@ -78,7 +79,7 @@ def _checked(output: pa.Table, batch: pa.Table) -> pa.Table:
 
 def _process_row(stage: Stage, row: pa.Table, name: str) -> pa.Table:
     try:
-        return _checked(stage.process(row), row)
+        return _checked(stage(row), row)
     except Exception as error:
         detail = f"{type(error).__name__}: {error}"[:300]
         return row.append_column(DROP_REASON, pa.array([f"{name}:error"])).append_column(DROP_DETAIL, pa.array([detail]))
@@ -100,10 +101,10 @@ def reason_counts(removed: pa.Table | None) -> dict[str, int]:
 
 
 def write_unit(task: StageTask, unit: str, kept: pa.Table, removed: pa.Table | None) -> dict[str, Any]:
-    kept_info = shards.write_parquet(shards.join(task.stage_dir, "kept", f"part-{unit}.parquet"), kept)
+    kept_info = storage.write_parquet(storage.join(task.stage_dir, "kept", f"part-{unit}.parquet"), kept)
     removed_info = None
     if removed is not None and removed.num_rows:
-        removed_info = shards.write_parquet(shards.join(task.stage_dir, "removed", f"part-{unit}.parquet"), removed)
+        removed_info = storage.write_parquet(storage.join(task.stage_dir, "removed", f"part-{unit}.parquet"), removed)
     return {"unit": unit, "kept": kept_info.to_dict(), "removed": removed_info and removed_info.to_dict()}
 
 
@@ -122,7 +123,7 @@ class StageWorker:
         if done:
             return done
         started = time.time()
-        table = shards.read_parquet(input_path)
+        table = storage.read_parquet(input_path)
         self.stage.counters.clear()
         self.stage.histograms.clear()
         if self.context is not None:
@@ -137,7 +138,7 @@ class StageWorker:
             "counters": dict(self.stage.counters), "histograms": self.stage.histograms,
             "started": started, "finished": time.time(),
         }
-        shards.write_json(self.task.done_path(unit), record)
+        storage.write_json(self.task.done_path(unit), record)
         return record
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
@@ -196,7 +197,7 @@ class SourceWorker:
     """
 
     def __init__(self, task: StageTask, inputs: dict[str, Any]):
-        from pipeline.config import InputConfig
+        from crawl2model.pipeline.sources import InputConfig
 
         self.task = task
         self.inputs = InputConfig.model_validate(inputs)
@@ -204,8 +205,8 @@ class SourceWorker:
     def run_file(self, index: int, kind: str, path: str) -> Iterator[dict[str, Any]]:
         """Yield each shard's output (with its own counts) as soon as it is written, so the next
         stage starts on it while the file is still being read; the done record comes last."""
-        from pipeline.sources import InputFile, read_chunks
-        from pipeline.warc import UnreadableFile
+        from crawl2model.pipeline.sources import InputFile, read_chunks
+        from crawl2model.pipeline.warc import UnreadableFile
 
         unit = f"{index:05d}"
         done = self.task.finished(unit)
@@ -233,7 +234,7 @@ class SourceWorker:
             "bytes_out": bytes_out, "counters": {f"records:{k}": v for k, v in counts.items()},
             "skipped": skipped, "started": started, "finished": time.time(),
         }
-        shards.write_json(self.task.done_path(unit), record)
+        storage.write_json(self.task.done_path(unit), record)
 
     def __call__(self, batch: dict[str, list]) -> Iterator[dict[str, list]]:
         """Ray Data entry point: a row per input file in, a row per shard out, each as it is written."""
@@ -253,14 +254,14 @@ def run_phase_task(task: StageTask, phase_name: str, ctx: PhaseContext, unit: st
     output, then its done record. A task already done under this fingerprint returns its record."""
     stage = task.build()
     phase = next(p for p in stage.phases() if p.name == phase_name)
-    phase_dir = shards.join(ctx.phases_dir, phase.name)
-    done_path = shards.join(phase_dir, "_done", f"{unit}.json")
-    record = shards.read_json(done_path)
+    phase_dir = storage.join(ctx.phases_dir, phase.name)
+    done_path = storage.join(phase_dir, "_done", f"{unit}.json")
+    record = storage.read_json(done_path)
     if record and record.get("fingerprint") == task.fingerprint:
         return record
     started = time.time()
     if phase.over == "shards":
-        table = shards.read_parquet(input_path, columns=list(phase.columns) if phase.columns else None)
+        table = storage.read_parquet(input_path, columns=list(phase.columns) if phase.columns else None)
     elif phase.over == "partitions":
         table = ctx.read(phase.reads, partition=ctx.partition)
     else:
@@ -270,7 +271,7 @@ def run_phase_task(task: StageTask, phase_name: str, ctx: PhaseContext, unit: st
     record = {"fingerprint": task.fingerprint, "unit": unit, "rows_in": table.num_rows, "rows_out": output.num_rows,
               "files": [f.to_dict() for f in files], "counters": dict(stage.counters), "histograms": stage.histograms,
               "started": started, "finished": time.time()}
-    shards.write_json(done_path, record)
+    storage.write_json(done_path, record)
     return record
 
 

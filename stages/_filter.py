@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipeline.stage import DROP_REASON, Stage, StageConfig
+from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
 
 RATIO_EDGES = [i / 20 for i in range(21)]  # 0, 0.05, ..., 1
 COUNT_EDGES = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 100_000, 1_000_000]

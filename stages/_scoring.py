@@ -18,11 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from classifiers.fasttext_file import check_model_file
-from classifiers.model import Classifier, local_file, read_metadata
-from classifiers.text import paragraphs
-from pipeline.stage import DROP_REASON, Stage, StageConfig
-from stages._filter import RATIO_EDGES, valid_text
+from crawl2model.classifiers.fasttext_file import check_model_file
+from crawl2model.classifiers.model import Classifier, local_file, read_metadata
+from crawl2model.classifiers.text import paragraphs
+from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
+from crawl2model.stages._filter import RATIO_EDGES, valid_text
 
 Aggregate = Literal["mean", "max", "min", "length_weighted"]
 
@@ -69,7 +69,7 @@ class ScoreStage(Stage):
 
     @classmethod
     def bind(cls, config: ScoreConfig, upstream, run_dir: str) -> ScoreConfig:
-        from stages.train_classifier import TrainClassifier
+        from crawl2model.stages.train_classifier import TrainClassifier
 
         if config.model is not None:
             if config.trained_by is not None:

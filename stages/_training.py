@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pipeline.global_stage import GlobalStage, Phase
-from pipeline.stage import Resources
-from train import checkpoint
+from crawl2model.pipeline.global_stage import GlobalStage, Phase
+from crawl2model.pipeline.stage import Resources
+from crawl2model.train import checkpoint
 
 
 class TrainingStage(GlobalStage):
@@ -49,7 +49,7 @@ class TrainingStage(GlobalStage):
 def bind_start(config, upstream, run_dir: str, kinds: tuple[type[TrainingStage], ...]):
     """`config` with `start` and `tokenizer` filled from the stages upstream: the final checkpoint
     of the nearest stage of one of `kinds`, and the run's tokenizer."""
-    from stages.train_tokenizer import TrainTokenizer, tokenizer_file
+    from crawl2model.stages.train_tokenizer import TrainTokenizer, tokenizer_file
 
     update = {}
     if config.start is None:

@@ -36,9 +36,9 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from pipeline.stage import DROP_REASON, Stage, StageConfig
-from stages._text import NO_SPACES, split_words
-from stages._trie import trie_pattern
+from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
+from crawl2model.stages._text import NO_SPACES, split_words
+from crawl2model.stages._trie import trie_pattern
 
 # Share of flagged words per document; fixed edges (plus the threshold) so workers' histograms add up.
 RATIO_EDGES = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]

@@ -24,9 +24,9 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipeline.stage import DROP_REASON, Stage, StageConfig
-from stages._filter import COUNT_EDGES, RATIO_EDGES, document_languages, valid_text
-from stages._text import has_rules
+from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
+from crawl2model.stages._filter import COUNT_EDGES, RATIO_EDGES, document_languages, valid_text
+from crawl2model.stages._text import has_rules
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.global_stage import PhaseContext
-from pipeline.stage import StageConfig
-from stages._training import TrainingStage, bind_start
-from train import checkpoint
-from train.align import DPOConfig
+from crawl2model.pipeline.global_stage import PhaseContext
+from crawl2model.pipeline.stage import StageConfig
+from crawl2model.stages._training import TrainingStage, bind_start
+from crawl2model.train import checkpoint
+from crawl2model.train.align import DPOConfig
 
 
 class DPOStageConfig(StageConfig, DPOConfig):
@@ -33,8 +33,8 @@ class DPO(TrainingStage):
 
     @classmethod
     def bind(cls, config: DPOStageConfig, upstream, run_dir: str) -> DPOStageConfig:
-        from stages.pretrain import Pretrain
-        from stages.sft import SFT
+        from crawl2model.stages.pretrain import Pretrain
+        from crawl2model.stages.sft import SFT
 
         return bind_start(config, upstream, run_dir, (SFT, Pretrain))
 
@@ -45,7 +45,7 @@ class DPO(TrainingStage):
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         import torch
 
-        from train.align import DPOConfig, train_dpo
+        from crawl2model.train.align import DPOConfig, train_dpo
 
         torch.set_num_threads(self.config.cpus)
         settings = DPOConfig.model_validate(self.config.model_dump(exclude={"data", "start", "tokenizer", "cpus"}))

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext
-from pipeline.stage import DROP_REASON, DUPLICATE_OF, StageConfig
-from stages._minhash import normalize as fold
+from crawl2model.pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext
+from crawl2model.pipeline.stage import DROP_REASON, DUPLICATE_OF, StageConfig
+from crawl2model.stages._minhash import normalize as fold
 
 
 class ExactDedupConfig(StageConfig):

@@ -11,8 +11,8 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.limits import DocumentTimeout, time_limit
-from pipeline.stage import DROP_DETAIL, DROP_REASON, Stage, StageConfig
+from crawl2model.pipeline.limits import DocumentTimeout, time_limit
+from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, Stage, StageConfig
 
 
 class ExtractConfig(StageConfig):

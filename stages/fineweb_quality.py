@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 
-from stages._filter import COUNT_EDGES, RATIO_EDGES, DocumentFilter, FilterConfig
-from stages._text import split_words
+from crawl2model.stages._filter import COUNT_EDGES, RATIO_EDGES, DocumentFilter, FilterConfig
+from crawl2model.stages._text import split_words
 
 # datatrove.utils.text.TERMINAL_PUNCTUATION (every Unicode sentence terminator), as one string
 TERMINAL_PUNCTUATION = (

@@ -17,8 +17,8 @@ import math
 import re
 from typing import ClassVar
 
-from stages._filter import COUNT_EDGES, DocumentFilter, FilterConfig, above, below
-from stages._text import STOP_WORDS, has_rules, split_words
+from crawl2model.stages._filter import COUNT_EDGES, DocumentFilter, FilterConfig, above, below
+from crawl2model.stages._text import STOP_WORDS, has_rules, split_words
 
 # datatrove's PUNCTUATION_SET (its punctuation and its sentence-ending marks of every script): a
 # token made only of these is a symbol, not a word

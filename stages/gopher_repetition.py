@@ -18,8 +18,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from stages._filter import DocumentFilter, FilterConfig, above
-from stages._text import has_rules, split_words
+from crawl2model.stages._filter import DocumentFilter, FilterConfig, above
+from crawl2model.stages._text import has_rules, split_words
 
 _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 _LINE_BREAK = re.compile(r"\n+")

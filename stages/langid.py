@@ -32,9 +32,9 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from classifiers.fasttext_file import LABEL_PREFIX, check_model_file, load_model
-from pipeline.stage import DROP_REASON, Stage, StageConfig
-from stages._filter import RATIO_EDGES
+from crawl2model.classifiers.fasttext_file import LABEL_PREFIX, check_model_file, load_model
+from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
+from crawl2model.stages._filter import RATIO_EDGES
 
 
 def default_model_path() -> Path:

@@ -31,9 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext
-from pipeline.stage import DROP_REASON, DUPLICATE_OF, StageConfig
-from stages import _minhash
+from crawl2model.pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext
+from crawl2model.pipeline.stage import DROP_REASON, DUPLICATE_OF, StageConfig
+from crawl2model.stages import _minhash
 
 CLUSTER_EDGES = [2, 3, 4, 5, 10, 20, 50, 100, 1000, 10000]
 _ALL_PAIRS_UP_TO = 50  # bucket size up to which every pair is a candidate

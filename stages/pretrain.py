@@ -13,12 +13,12 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline import shards
-from pipeline.global_stage import PhaseContext
-from pipeline.stage import Resources, StageConfig
-from stages._training import TrainingStage
-from train import checkpoint
-from train.loop import TrainConfig, total_steps
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.global_stage import PhaseContext
+from crawl2model.pipeline.stage import Resources, StageConfig
+from crawl2model.stages._training import TrainingStage
+from crawl2model.train import checkpoint
+from crawl2model.train.loop import TrainConfig, total_steps
 
 
 class PretrainConfig(StageConfig, TrainConfig):
@@ -38,7 +38,7 @@ class Pretrain(TrainingStage):
 
     @classmethod
     def bind(cls, config: PretrainConfig, upstream, run_dir: str) -> PretrainConfig:
-        from stages.tokenize import Tokenize
+        from crawl2model.stages.tokenize import Tokenize
 
         if not any(issubclass(stage, Tokenize) for _, stage, _ in upstream):
             raise ValueError("pretrain trains on <run>/tokens: put a `tokenize` stage before it")
@@ -50,7 +50,7 @@ class Pretrain(TrainingStage):
         return Resources(cpus=config.cpus, gpus=config.gpus) if config.workers == 1 else Resources(cpus=0)
 
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
-        job = {"tokens": shards.join(ctx.run_dir, "tokens"), "out": str(checkpoint.run_checkpoints(ctx.run_dir, "pretrain")),
+        job = {"tokens": storage.join(ctx.run_dir, "tokens"), "out": str(checkpoint.run_checkpoints(ctx.run_dir, "pretrain")),
                "cpus": self.config.cpus,
                "settings": self.config.model_dump(mode="json", exclude={"cpus", "gpus", "workers"})}
         if self.config.workers == 1:
@@ -60,7 +60,7 @@ class Pretrain(TrainingStage):
             from ray.train.torch import TorchTrainer
 
             trainer = TorchTrainer(train_worker, train_loop_config=job, run_config=RunConfig(
-                storage_path=shards.join(ctx.run_dir, "checkpoints", "ray-train"), name="pretrain"),
+                storage_path=storage.join(ctx.run_dir, "checkpoints", "ray-train"), name="pretrain"),
                 scaling_config=ScalingConfig(num_workers=self.config.workers, use_gpu=self.config.gpus > 0,
                                              resources_per_worker={"CPU": self.config.cpus}))
             trainer.fit()
@@ -72,7 +72,7 @@ def train_worker(job: dict) -> dict:
     """One worker's training (the whole of it, alone): also Ray Train's loop per worker."""
     import torch
 
-    from train.pretrain import train
+    from crawl2model.train.pretrain import train
 
     torch.set_num_threads(job["cpus"])
     return train(job["tokens"], job["out"], TrainConfig.model_validate(job["settings"]), log=lambda _: None)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from stages._filter import fmt
-from stages._scoring import ScoreConfig, ScoreStage
+from crawl2model.stages._filter import fmt
+from crawl2model.stages._scoring import ScoreConfig, ScoreStage
 
 
 class QualityClassifierConfig(ScoreConfig):

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.global_stage import PhaseContext
-from pipeline.stage import StageConfig
-from stages._training import TrainingStage, bind_start
-from train import checkpoint
-from train.loop import TrainConfig, total_steps
+from crawl2model.pipeline.global_stage import PhaseContext
+from crawl2model.pipeline.stage import StageConfig
+from crawl2model.stages._training import TrainingStage, bind_start
+from crawl2model.train import checkpoint
+from crawl2model.train.loop import TrainConfig, total_steps
 
 
 class SFTConfig(StageConfig, TrainConfig):
@@ -35,7 +35,7 @@ class SFT(TrainingStage):
 
     @classmethod
     def bind(cls, config: SFTConfig, upstream, run_dir: str) -> SFTConfig:
-        from stages.pretrain import Pretrain
+        from crawl2model.stages.pretrain import Pretrain
 
         pretrained = next((options for _, stage, options in upstream if stage is Pretrain), None)
         if config.start is None and pretrained is not None and config.seq_len > pretrained.seq_len:
@@ -49,7 +49,7 @@ class SFT(TrainingStage):
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         import torch
 
-        from train.sft import train_sft
+        from crawl2model.train.sft import train_sft
 
         torch.set_num_threads(self.config.cpus)
         settings = TrainConfig.model_validate(self.config.model_dump(

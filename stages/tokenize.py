@@ -25,11 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from pipeline import shards
-from pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext, seeded_keys
-from pipeline.stage import StageConfig
-from stages.train_tokenizer import EOS, tokenizer_file
-from train.tokens import INDEX, token_type, write_shard
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext, seeded_keys
+from crawl2model.pipeline.stage import StageConfig
+from crawl2model.stages.train_tokenizer import EOS, tokenizer_file
+from crawl2model.train.tokens import INDEX, token_type, write_shard
 
 SPLITS = ("train", "val")
 
@@ -60,7 +60,7 @@ class Tokenize(GlobalStage):
 
     @classmethod
     def artifacts(cls, config: TokenizeConfig, run_dir: str, name: str) -> list[str]:
-        return [shards.join(run_dir, "tokens", INDEX)]
+        return [storage.join(run_dir, "tokens", INDEX)]
 
     def phases(self) -> list[Phase]:
         return [Phase("encode", "shards", columns=("id", "text")), Phase("write", "partitions", reads="encode"),
@@ -73,7 +73,7 @@ class Tokenize(GlobalStage):
         from tokenizers import Tokenizer
 
         path = self.tokenizer_path(ctx)
-        if not shards.exists(path):
+        if not storage.exists(path):
             raise FileNotFoundError(f"no tokenizer at {path}: list a train_tokenizer stage before this one, "
                                     "or set `tokenizer:` to a tokenizer.json")
         tokenizer = Tokenizer.from_file(path)
@@ -118,7 +118,7 @@ class Tokenize(GlobalStage):
                 stop = min(int(np.searchsorted(ends, done + self.config.shard_tokens)) + 1, part.num_rows)
                 name = f"{split}/part-{ctx.partition:05d}-{number:05d}.arrow"
                 chunk = ids.slice(start, stop - start).cast(pa.list_(ids.type.value_type))
-                info = write_shard(shards.join(ctx.run_dir, "tokens", name), chunk)
+                info = write_shard(storage.join(ctx.run_dir, "tokens", name), chunk)
                 rows.append({"split": split, "path": name, "documents": stop - start,
                              "tokens": int(lengths[start:stop].sum()), "sha256": info.sha256,
                              "text_bytes": int(pc.sum(part.column("text_bytes").slice(start, stop - start)).as_py())})
@@ -137,13 +137,13 @@ class Tokenize(GlobalStage):
                        for r in rows if r["split"] == split]
             splits[split] = {key: sum(e[key] for e in entries) for key in ("tokens", "documents", "text_bytes")}
             splits[split]["shards"] = entries
-        root = shards.join(ctx.run_dir, "tokens")
+        root = storage.join(ctx.run_dir, "tokens")
         for split in SPLITS:  # files of an earlier run of this stage that this one did not write
-            listed = {shards.join(root, e["path"]) for e in splits[split]["shards"]}
-            for path in shards.list_files(shards.join(root, split), ".arrow"):
+            listed = {storage.join(root, e["path"]) for e in splits[split]["shards"]}
+            for path in storage.list_files(storage.join(root, split), ".arrow"):
                 if path not in listed:
-                    shards.remove_tree(path)
-        shards.write_json(shards.join(root, INDEX), {
+                    storage.remove_tree(path)
+        storage.write_json(storage.join(root, INDEX), {
             "tokenizer": self.tokenizer_path(ctx), "tokenizer_sha256": tokenizer_sha256,
             "vocab_size": tokenizer.get_vocab_size(), "dtype": str(token_type(tokenizer.get_vocab_size())),
             "eos_id": tokenizer.token_to_id(self.config.eos), "seed": self.config.seed,

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from classifiers.data import ExampleSource
-from classifiers.model import metadata_path
-from classifiers.train import TrainingConfig, file_examples, train as train_model
-from pipeline import shards
-from pipeline.global_stage import GlobalStage, Phase, PhaseContext, seeded_keys
-from pipeline.stage import Resources, StageConfig
+from crawl2model.classifiers.data import ExampleSource
+from crawl2model.classifiers.model import metadata_path
+from crawl2model.classifiers.train import TrainingConfig, file_examples, train as train_model
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.global_stage import GlobalStage, Phase, PhaseContext, seeded_keys
+from crawl2model.pipeline.stage import Resources, StageConfig
 
 DEFAULT_INPUT_SAMPLE = 10_000  # documents of an `input` source without max_documents
 
@@ -43,7 +43,7 @@ class TrainClassifier(GlobalStage):
 
     @staticmethod
     def model_path(config: TrainClassifierConfig, run_dir: str, name: str) -> str:
-        return shards.join(run_dir, "classifiers", name, "model.ftz" if config.quantize else "model.bin")
+        return storage.join(run_dir, "classifiers", name, "model.ftz" if config.quantize else "model.bin")
 
     @classmethod
     def data_files(cls, config: TrainClassifierConfig) -> list[str]:

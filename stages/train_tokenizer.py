@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from pipeline import shards
-from pipeline.global_stage import GlobalStage, Phase, PhaseContext, seeded_keys
-from pipeline.stage import StageConfig
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.global_stage import GlobalStage, Phase, PhaseContext, seeded_keys
+from crawl2model.pipeline.stage import StageConfig
 
 EOS = "<|endoftext|>"
 CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]  # the chat template's markers
@@ -77,12 +77,12 @@ def train_bpe(texts, config: TrainTokenizerConfig):
 
 
 def tokenizer_dir(run_dir: str) -> str:
-    return shards.join(run_dir, "tokenizer")
+    return storage.join(run_dir, "tokenizer")
 
 
 def tokenizer_file(run_dir: str) -> str:
     """Where a run keeps the tokenizer its train_tokenizer stage made."""
-    return shards.join(tokenizer_dir(run_dir), "tokenizer.json")
+    return storage.join(tokenizer_dir(run_dir), "tokenizer.json")
 
 
 class TrainTokenizer(GlobalStage):
@@ -126,7 +126,7 @@ class TrainTokenizer(GlobalStage):
     def _texts(self, ctx: PhaseContext):
         """The training texts in shard order, as lists of up to 1000 strings."""
         for shard, path in enumerate(ctx.inputs):
-            texts = shards.read_parquet(path, columns=["text"]).column("text")
+            texts = storage.read_parquet(path, columns=["text"]).column("text")
             if self.sampled:
                 chosen = ctx.read("choose", columns=["doc"], filter=pc.field("shard") == shard)
                 if chosen.num_rows == 0:
@@ -142,8 +142,8 @@ class TrainTokenizer(GlobalStage):
         started = time.time()
         tokenizer = train_bpe(self._texts(ctx), self.config)
         data = tokenizer.to_str().encode()
-        info = shards.write_file(tokenizer_file(ctx.run_dir), data, tokenizer.get_vocab_size())
-        shards.write_json(shards.join(tokenizer_dir(ctx.run_dir), "fingerprint.json"), {
+        info = storage.write_file(tokenizer_file(ctx.run_dir), data, tokenizer.get_vocab_size())
+        storage.write_json(storage.join(tokenizer_dir(ctx.run_dir), "fingerprint.json"), {
             "sha256": info.sha256, "vocab_size": tokenizer.get_vocab_size(), "special_tokens": self.config.special_tokens,
             "documents": self.counters["documents"], "bytes": self.counters["bytes"],
             "train_seconds": round(time.time() - started, 3)})

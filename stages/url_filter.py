@@ -39,8 +39,8 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 from pydantic import AfterValidator, Field, model_validator
 
-from pipeline.stage import DROP_REASON, Stage, StageConfig
-from stages._trie import trie_pattern
+from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
+from crawl2model.stages._trie import trie_pattern
 
 try:
     import idna

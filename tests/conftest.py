@@ -67,7 +67,7 @@ def eval_pages(shared_data):
     import gzip
     import json
 
-    from pipeline.charset import decode_html
+    from crawl2model.pipeline.charset import decode_html
 
     root = shared_data / "html-trafilatura-eval"
     annotations = json.loads((root / "evaldata.json").read_text(encoding="utf-8"))
@@ -89,7 +89,7 @@ def extracted_pages(eval_pages):
 
     import pyarrow as pa
 
-    from stages.extract import Extract
+    from crawl2model.stages.extract import Extract
 
     rows = 16  # small batches keep the two workers evenly loaded
     batches = [pa.table({"html": [p[1] for p in eval_pages[i:i + rows]], "url": [p[0] for p in eval_pages[i:i + rows]]})
@@ -157,13 +157,13 @@ def run_global(tmp_path):
     a stage that makes an artifact writes it under `<stage directory>/run`."""
     import pyarrow as pa
 
-    from pipeline import shards
-    from pipeline.global_stage import PhaseContext
-    from pipeline.worker import StageTask, StageWorker, run_phases
+    from crawl2model.pipeline import storage
+    from crawl2model.pipeline.global_stage import PhaseContext
+    from crawl2model.pipeline.worker import StageTask, StageWorker, run_phases
 
     def run(stage_type: str, options: dict, tables: list[pa.Table], partitions: int = 3, name: str = "dedup"):
         stage_dir = str(tmp_path / name)
-        shards_in = [(f"{i:05d}", shards.write_parquet(str(tmp_path / f"in-{name}" / f"{i:05d}.parquet"), t).path)
+        shards_in = [(f"{i:05d}", storage.write_parquet(str(tmp_path / f"in-{name}" / f"{i:05d}.parquet"), t).path)
                      for i, t in enumerate(tables)]
         task = StageTask(name, stage_type, options, "test", stage_dir)
         context = PhaseContext(f"{stage_dir}/phases", partitions, tuple(unit for unit, _ in shards_in),
@@ -174,8 +174,8 @@ def run_global(tmp_path):
         worker = StageWorker(task, context)
         for unit, path in shards_in:
             worker.run_unit(unit, path)
-        kept = [shards.read_parquet(p) for p in shards.list_files(f"{stage_dir}/kept", ".parquet")]
-        removed = [shards.read_parquet(p) for p in shards.list_files(f"{stage_dir}/removed", ".parquet")]
+        kept = [storage.read_parquet(p) for p in storage.list_files(f"{stage_dir}/kept", ".parquet")]
+        removed = [storage.read_parquet(p) for p in storage.list_files(f"{stage_dir}/removed", ".parquet")]
         return (pa.concat_tables(kept, promote_options="default"),
                 pa.concat_tables(removed, promote_options="default") if removed else None, stage_dir)
 
@@ -213,7 +213,7 @@ def hq_model(tmp_path_factory) -> str:
     """A small fastText model trained on labelled_texts, positive label `hq` (with model.json)."""
     import pyarrow as pa
 
-    from classifiers.train import FastTextSettings, train
+    from crawl2model.classifiers.train import FastTextSettings, train
 
     path = str(tmp_path_factory.mktemp("hq-model") / "model.bin")
     table = pa.Table.from_pylist(make_labelled_texts(1000)).select(["text", "label"])

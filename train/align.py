@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from train import checkpoint
-from train.chat import ChatTokens
-from train.dpo import dpo_loss, reference_logps, sequence_logps
-from train.preferences import Pair, collate, read_pairs
-from train.loop import learning_rate
-from train.pretrain import load_model
+from crawl2model.train import checkpoint
+from crawl2model.train.chat import ChatTokens
+from crawl2model.train.dpo import dpo_loss, reference_logps, sequence_logps
+from crawl2model.train.preferences import Pair, collate, read_pairs
+from crawl2model.train.loop import learning_rate
+from crawl2model.train.pretrain import load_model
 
 
 class DPOConfig(BaseModel):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train.tokens import TokenShard, load_index
+from crawl2model.train.tokens import TokenShard, load_index
 
 
 class EpochLoader:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from train.chat import IGNORE
+from crawl2model.train.chat import IGNORE
 
 
 def sequence_logps(model, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -20,8 +20,8 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model.llama import Llama
-from train import checkpoint
+from crawl2model.model.llama import Llama
+from crawl2model.train import checkpoint
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}  # dense
 

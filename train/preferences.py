@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from train.chat import IGNORE, ChatTokens, encode_jsonl, hh_dialogue, split_pair
+from crawl2model.train.chat import IGNORE, ChatTokens, encode_jsonl, hh_dialogue, split_pair
 
 
 @dataclass

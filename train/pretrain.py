@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from model.llama import Llama, LlamaConfig
-from train import checkpoint
-from train.data import TokenLoader
-from train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
-from train.tokens import load_index
+from crawl2model.model.llama import Llama, LlamaConfig
+from crawl2model.train import checkpoint
+from crawl2model.train.data import TokenLoader
+from crawl2model.train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
+from crawl2model.train.tokens import load_index
 
 
 def train(tokens_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, log=print,

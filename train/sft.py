@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from train.chat import IGNORE, ChatTokens, encode_jsonl, hh_dialogue
-from train.data import RowLoader
-from train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
+from crawl2model.train.chat import IGNORE, ChatTokens, encode_jsonl, hh_dialogue
+from crawl2model.train.data import RowLoader
+from crawl2model.train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
 
 
 def encode_example(row: dict, chat: ChatTokens) -> tuple[list[int], list[int]]:
@@ -69,7 +69,7 @@ def train_sft(start: str | Path, data: list[str | Path], tokenizer_file: str | P
     the newest checkpoint in `out_dir`; returns the last step's summary."""
     from tokenizers import Tokenizer
 
-    from train.pretrain import load_model
+    from crawl2model.train.pretrain import load_model
 
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
     chat = ChatTokens(tokenizer)

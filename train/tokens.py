@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline import shards
+from crawl2model.pipeline import storage
 
 INDEX = "index.json"
 
@@ -25,13 +25,13 @@ def token_type(vocab_size: int) -> pa.DataType:
     return pa.uint16() if vocab_size <= 2**16 else pa.uint32()
 
 
-def write_shard(path: str, documents: pa.Array) -> shards.FileInfo:
+def write_shard(path: str, documents: pa.Array) -> storage.FileInfo:
     """Write a list<uint16|uint32> array as a token shard (atomically, like every file of a run)."""
     table = pa.table({"input_ids": documents})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=None)) as writer:
         writer.write_table(table, max_chunksize=max(1, table.num_rows))  # one batch: one flat buffer
-    return shards.write_file(path, sink.getvalue().to_pybytes(), table.num_rows)
+    return storage.write_file(path, sink.getvalue().to_pybytes(), table.num_rows)
 
 
 @dataclass(frozen=True)

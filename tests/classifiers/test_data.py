@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from classifiers.data import ExampleSource, read_source
+from crawl2model.classifiers.data import ExampleSource, read_source
 
 
 def read(**options) -> pa.Table:

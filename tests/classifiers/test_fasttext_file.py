@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from classifiers.fasttext_file import check_model_file, load_model
-from classifiers.train import FastTextSettings, train
+from crawl2model.classifiers.fasttext_file import check_model_file, load_model
+from crawl2model.classifiers.train import FastTextSettings, train
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from classifiers.metrics import at_threshold, describe, report
+from crawl2model.classifiers.metrics import at_threshold, describe, report
 
 
 def test_values_at_a_threshold():

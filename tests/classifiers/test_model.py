@@ -6,7 +6,7 @@ import shutil
 import fsspec
 import pytest
 
-from classifiers.model import Classifier, local_file, metadata_path
+from crawl2model.classifiers.model import Classifier, local_file, metadata_path
 
 
 def test_the_scored_label_is_the_trained_positive_or_the_one_asked_for(hq_model, tmp_path):

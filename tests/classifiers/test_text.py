@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from classifiers.text import paragraphs, preprocess
+from crawl2model.classifiers.text import paragraphs, preprocess
 
 
 def test_lower_case_punctuation_split_and_whitespace_folded():

@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from classifiers.data import ExampleSource, read_source
-from classifiers.fasttext_file import check_model_file
-from classifiers.metrics import describe, report
-from classifiers.model import Classifier, metadata_path, read_metadata
-from classifiers.train import FastTextSettings, load_job, train
-from pipeline.config import ConfigError
+from crawl2model.classifiers.data import ExampleSource, read_source
+from crawl2model.classifiers.fasttext_file import check_model_file
+from crawl2model.classifiers.metrics import describe, report
+from crawl2model.classifiers.model import Classifier, metadata_path, read_metadata
+from crawl2model.classifiers.train import FastTextSettings, load_job, train
+from crawl2model.pipeline.config import ConfigError
 
 SMALL = {"buckets": 20_000, "dim": 16}  # small models keep the tests fast; the defaults are for real corpora
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.generate import filter_logits, generate
-from model.hf import export_hf
-from model.llama import Llama, LlamaConfig, apply_rope, rope_tables
+from crawl2model.model.generate import filter_logits, generate
+from crawl2model.model.hf import export_hf
+from crawl2model.model.llama import Llama, LlamaConfig, apply_rope, rope_tables
 
 TINY = dict(vocab_size=97, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64)
 

@@ -7,7 +7,7 @@ import time
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.stage import DROP_REASON, Stage, StageConfig
+from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
 
 
 class Shout(Stage):

@@ -1,7 +1,7 @@
 """decode_html on hand-made bytes: declarations in HTTP and <meta>, detection, bad bytes, BOMs."""
 from __future__ import annotations
 
-from pipeline.charset import decode_html
+from crawl2model.pipeline.charset import decode_html
 
 
 RUSSIAN = ("<html><body><p>Съешь же ещё этих мягких французских булок, да выпей чаю. Широкая электрификация "

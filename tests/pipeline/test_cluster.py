@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_config
-from pipeline.runner import run
-from pipeline.sample import write_sample_crawl
+from crawl2model.catalog import load_config
+from crawl2model.pipeline.runner import run
+from crawl2model.pipeline.sample import write_sample_crawl
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent

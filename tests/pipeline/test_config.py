@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_config, parse_config
+from crawl2model.pipeline.config import ConfigError
+
+from crawl2model.catalog import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def warc_file(tmp_path: Path) -> str:
-    from pipeline.sample import write_sample_crawl
+    from crawl2model.pipeline.sample import write_sample_crawl
 
     return str(write_sample_crawl(tmp_path / "crawl", documents=40, files=1)[0])
 
@@ -92,7 +94,7 @@ def test_stage_import_path_that_does_not_import(warc_file):
 
 def test_stage_import_path_that_is_not_a_stage(warc_file):
     message = only(base(warc_file, stages=[{"name": "x", "type": "json:JSONDecoder"}]))
-    assert message.startswith("stages[0].type: 'JSONDecoder' in module 'json' is not a pipeline.stage.Stage")
+    assert message.startswith("stages[0].type: 'JSONDecoder' in module 'json' is not a crawl2model.pipeline.stage.Stage")
 
 
 def test_after_names_an_unknown_stage(warc_file):
@@ -143,7 +145,7 @@ def test_cli_reports_config_errors_before_starting_ray(tmp_path, warc_file):
     path = tmp_path / "crawl.yaml"
     path.write_text(yaml.safe_dump(base(warc_file, stages=[{"name": "x", "type": "extrct"}])))
     # in a fresh interpreter, so that "Ray was never imported" is something the test can see
-    script = ("import sys; from typer.testing import CliRunner; from pipeline.cli import app; "
+    script = ("import sys; from typer.testing import CliRunner; from crawl2model.cli import app; "
               f"r = CliRunner().invoke(app, ['run', {str(path)!r}]); "
               "print(r.exit_code, 'ray' in sys.modules); print(r.output)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import shards
-from pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext, phase_jobs, phase_output
-from pipeline.worker import StageTask, run_phase_task
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext, phase_jobs, phase_output
+from crawl2model.pipeline.worker import StageTask, run_phase_task
 
 
 def test_a_shuffled_output_is_one_file_per_partition_in_row_order(tmp_path):
@@ -15,7 +15,7 @@ def test_a_shuffled_output_is_one_file_per_partition_in_row_order(tmp_path):
     written = phase_output(str(tmp_path), "00007", table)
     assert [f.path.split(str(tmp_path))[1] for f in written] == [
         "/p00000/00007.parquet", "/p00001/00007.parquet", "/p00003/00007.parquet"]
-    assert shards.read_parquet(written[1].path).to_pydict() == {"value": [5, 4]}  # no partition column, order kept
+    assert storage.read_parquet(written[1].path).to_pydict() == {"value": [5, 4]}  # no partition column, order kept
     assert phase_output(str(tmp_path), "00008", table.slice(0, 0)) == []
     assert phase_output(str(tmp_path), "all", table.drop_columns([PARTITION]))[0].rows == 5
 
@@ -54,7 +54,7 @@ class Totals(GlobalStage):
 
 
 def test_finished_tasks_are_not_redone_and_a_new_fingerprint_redoes_them(tmp_path):
-    inputs = [(f"{i:05d}", shards.write_parquet(str(tmp_path / f"in/{i}.parquet"),
+    inputs = [(f"{i:05d}", storage.write_parquet(str(tmp_path / f"in/{i}.parquet"),
                                                  pa.table({"text": ["a b", "bb c", "a d"][i:]})).path) for i in range(3)]
     context = PhaseContext(str(tmp_path / "phases"), 2, tuple(u for u, _ in inputs))
     task = StageTask("t", "test_global_stage:Totals", {}, "fp1", str(tmp_path))

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipeline.limits import DocumentTimeout, time_limit
+from crawl2model.pipeline.limits import DocumentTimeout, time_limit
 
 
 def busy_loop_under_limit(limit: float, budget: float = 5.0) -> float:

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipeline.config import load_config
-from pipeline.runner import run
-from pipeline.sample import write_sample_crawl
+from crawl2model.catalog import load_config
+from crawl2model.pipeline.runner import run
+from crawl2model.pipeline.sample import write_sample_crawl
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +98,7 @@ def test_killed_run_resumes_to_the_same_shards(local_ray, killer, tmp_path, craw
                            {"name": "slow", "type": "example_stages:Slow", "seconds": 0.3}]}
 
     killed = write_config(tmp_path, config("killed"), "killed.yaml")
-    process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(killed), "--no-progress"],
+    process = subprocess.Popen([sys.executable, "-m", "crawl2model.cli", "run", str(killed), "--no-progress"],
                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     done_dir = tmp_path / "killed/stages/slow/_done"
     deadline = time.time() + 120

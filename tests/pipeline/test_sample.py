@@ -6,7 +6,7 @@ import pytest
 import trafilatura
 from warcio.archiveiterator import ArchiveIterator
 
-from pipeline.sample import COOKIE_BANNER_TEXT, SENTENCES, languages_in, write_sample_crawl
+from crawl2model.pipeline.sample import COOKIE_BANNER_TEXT, SENTENCES, languages_in, write_sample_crawl
 
 
 def read_records(paths):

@@ -20,7 +20,7 @@ import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipeline.warc import SCHEMA, UnreadableFile, iter_warc_rows
+from crawl2model.pipeline.warc import SCHEMA, UnreadableFile, iter_warc_rows
 
 MB = 2**20
 

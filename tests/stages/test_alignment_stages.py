@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_config, parse_config
-from pipeline.runner import run
+from crawl2model.pipeline.config import ConfigError
+
+from crawl2model.catalog import load_config, parse_config
+from crawl2model.pipeline.runner import run
 
 ROOT = Path(__file__).resolve().parents[2]
 HH = str(ROOT.parent / "shared/data/preference-hh-rlhf/harmless-base-test.jsonl.gz")

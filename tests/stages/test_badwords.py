@@ -9,8 +9,10 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from pipeline.stage import DROP_REASON, resolve_stage
-from stages.badwords import BadWords, BadWordsConfig
+from crawl2model.pipeline.stage import DROP_REASON
+
+from crawl2model.catalog import resolve_stage
+from crawl2model.stages.badwords import BadWords, BadWordsConfig
 
 FILLER = "river"  # in no list
 

@@ -6,7 +6,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from stages.c4_quality import C4Quality, C4QualityConfig, count_sentences
+from crawl2model.stages.c4_quality import C4Quality, C4QualityConfig, count_sentences
 
 FIVE = "One sentence here. Two sentence here. Three here. Four here. Five here."
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.config import ConfigError, parse_config
+from crawl2model.pipeline.config import ConfigError
+
+from crawl2model.catalog import parse_config
 
 
 def by_id(table: pa.Table | None, column: str) -> dict:

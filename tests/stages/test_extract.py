@@ -7,8 +7,8 @@ import time
 import pyarrow as pa
 import pytest
 
-from pipeline.stage import DROP_REASON
-from stages.extract import DROP_DETAIL, Extract, ExtractConfig
+from crawl2model.pipeline.stage import DROP_REASON
+from crawl2model.stages.extract import DROP_DETAIL, Extract, ExtractConfig
 
 PARAGRAPHS = [
     "The river town of Elmsford rebuilt its old stone bridge this spring after a decade of debate among residents and engineers.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from stages.fineweb_quality import (
+from crawl2model.stages.fineweb_quality import (
     TERMINAL_PUNCTUATION,
     FineWebQuality,
     FineWebQualityConfig,

@@ -7,7 +7,7 @@ from string import ascii_lowercase
 import pyarrow as pa
 import pytest
 
-from stages.gopher_quality import GopherQuality, GopherQualityConfig
+from crawl2model.stages.gopher_quality import GopherQuality, GopherQualityConfig
 
 FILLER = "cats dogs suns skys seas cars buss vans cups pens".split()  # 4 letters: a mean length near 4
 
@@ -188,6 +188,6 @@ def test_agreement_with_datatrove(extracted_pages, compare_with_datatrove):
 def test_symbols_are_datatrove_punctuation():
     from datatrove.utils.text import PUNCTUATION_SET
 
-    from stages.gopher_quality import _PUNCTUATION
+    from crawl2model.stages.gopher_quality import _PUNCTUATION
 
     assert set(_PUNCTUATION) == PUNCTUATION_SET

@@ -8,7 +8,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from stages.gopher_repetition import GopherRepetition, GopherRepetitionConfig, NGrams
+from crawl2model.stages.gopher_repetition import GopherRepetition, GopherRepetitionConfig, NGrams
 
 DEFAULTS = GopherRepetitionConfig()
 

@@ -11,10 +11,12 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from pipeline.config import ConfigError, parse_config
-from pipeline.stage import DROP_REASON
-from stages._filter import RATIO_EDGES
-from stages.langid import LangId, LangIdConfig, default_model_path
+from crawl2model.pipeline.config import ConfigError
+
+from crawl2model.catalog import parse_config
+from crawl2model.pipeline.stage import DROP_REASON
+from crawl2model.stages._filter import RATIO_EDGES
+from crawl2model.stages.langid import LangId, LangIdConfig, default_model_path
 
 SENTENCES = {
     "en": "The committee will meet again next Tuesday to discuss the budget for the new library building.",

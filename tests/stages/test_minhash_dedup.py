@@ -14,10 +14,11 @@ import pytest
 import yaml
 from datasketch import MinHash
 
-from pipeline import shards
-from pipeline.config import ConfigError, load_config, parse_config
-from pipeline.runner import run
-from stages import _minhash
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.config import ConfigError
+from crawl2model.catalog import load_config, parse_config
+from crawl2model.pipeline.runner import run
+from crawl2model.stages import _minhash
 
 LICENCES = ["pytorch_license", "rails_mit_license", "react_mit_license"]
 
@@ -141,7 +142,7 @@ def test_precision_and_recall_of_pairs_on_real_pages_with_planted_duplicates(nea
     assert len(truth) > 100 and band > 30  # the set really tests the threshold
     tables = [pa.table({"id": ids[i::4], "text": texts[i::4]}) for i in range(4)]
     kept, removed, stage_dir = run_global("minhash_dedup", {"threshold": 0.8}, tables)
-    pairs = shards.read_parquet_files(shards.list_files(f"{stage_dir}/phases/verify", ".parquet", recursive=True))
+    pairs = storage.read_parquet_files(storage.list_files(f"{stage_dir}/phases/verify", ".parquet", recursive=True))
     found = {frozenset(p) for p in zip(pairs.column("a_id").to_pylist(), pairs.column("b_id").to_pylist())}
     precision, recall = len(found & truth) / len(found), len(found & truth) / len(truth)
     print(f"\n{len(texts)} docs, {len(truth)} true pairs >= 0.8, {len(found)} found: "
@@ -196,8 +197,8 @@ def test_a_run_under_local_ray_with_several_shards_and_two_workers(near_duplicat
     assert stats["phases"]["signatures"]["tasks"] >= 8 and stats["phases"]["candidates"]["tasks"] >= 2
     assert stats["removed_by_reason"]["minhash_duplicate"] == near["docs_in"] - near["docs_out"] > 50
     assert sum(stats["histograms"]["cluster_size"]["counts"]) == stats["counters"]["clusters"]
-    removed = shards.read_parquet_files([f["path"] for f in near["removed"]])
-    kept = shards.read_parquet_files([f["path"] for f in near["kept"]])
+    removed = storage.read_parquet_files([f["path"] for f in near["removed"]])
+    kept = storage.read_parquet_files([f["path"] for f in near["kept"]])
     assert set(removed.column("duplicate_of").to_pylist()) <= set(kept.column("id").to_pylist())
     assert manifest["stages"]["exact"]["docs_in"] == near["docs_out"]
     again = run(*load_config(path), show_progress=False)  # nothing changed: nothing runs

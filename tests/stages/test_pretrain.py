@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_config, parse_config
-from pipeline.runner import run
+from crawl2model.pipeline.config import ConfigError
+
+from crawl2model.catalog import load_config, parse_config
+from crawl2model.pipeline.runner import run
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +52,7 @@ def test_pretrain_needs_token_shards_before_it(tmp_path):
 
 
 def test_a_stage_asking_for_a_gpu_the_cluster_lacks_stops_before_any_work(local_ray, tmp_path):
-    from pipeline.runner import PlanError
+    from crawl2model.pipeline.runner import PlanError
 
     with pytest.raises(PlanError, match="stage 'pretrain' asks for 1 GPUs per worker; the Ray cluster has 0"):
         run(*load_config(crawl_config(tmp_path, "gpu", gpus=1)), show_progress=False)

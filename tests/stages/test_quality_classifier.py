@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from stages._scoring import aggregate
-from stages.quality_classifier import QualityClassifier, QualityClassifierConfig
+from crawl2model.stages._scoring import aggregate
+from crawl2model.stages.quality_classifier import QualityClassifier, QualityClassifierConfig
 
 
 def stage(model: str, **options) -> QualityClassifier:

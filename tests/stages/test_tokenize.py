@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 from tokenizers import Tokenizer
 
-from stages.train_tokenizer import EOS, TrainTokenizerConfig, train_bpe
-from train.tokens import load_index, open_shard, token_type
+from crawl2model.stages.train_tokenizer import EOS, TrainTokenizerConfig, train_bpe
+from crawl2model.train.tokens import load_index, open_shard, token_type
 
 TEXTS = [f"Document {i}: {'the quick brown fox ' * (i % 7 + 1)}jumps over {i * 13} lazy dogs. Ünïcödé 文字 {i}"
          for i in range(300)]
@@ -103,9 +103,9 @@ def test_train_tokenizer_then_tokenize_in_a_pipeline_run(local_ray, tmp_path):
     from transformers import PreTrainedTokenizerFast
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
-    from pipeline.config import load_config
-    from pipeline.runner import run
+    from crawl2model.cli import app
+    from crawl2model.catalog import load_config
+    from crawl2model.pipeline.runner import run
 
     config = {"name": "tok", "output_dir": str(tmp_path / "run"), "seed": 5,
               "input": {"sample": {"documents": 120, "files": 2}, "docs_per_shard": 16},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from stages.toxicity_classifier import ToxicityClassifier, ToxicityClassifierConfig
+from crawl2model.stages.toxicity_classifier import ToxicityClassifier, ToxicityClassifierConfig
 
 
 def test_removes_above_max_score_and_one_bad_paragraph_suffices(hq_model, labelled_texts):

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from classifiers.model import read_metadata
-from pipeline.config import ConfigError, load_config, parse_config
-from pipeline.runner import run
+from crawl2model.classifiers.model import read_metadata
+from crawl2model.pipeline.config import ConfigError
+from crawl2model.catalog import load_config, parse_config
+from crawl2model.pipeline.runner import run
 
 ROOT = Path(__file__).resolve().parents[2]
 

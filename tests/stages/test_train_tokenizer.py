@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import regex
 
-from stages.train_tokenizer import EOS, TrainTokenizerConfig, train_bpe
+from crawl2model.stages.train_tokenizer import EOS, TrainTokenizerConfig, train_bpe
 
 GPT2_SPLIT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
@@ -115,9 +115,9 @@ def test_a_sample_depends_on_the_seed_and_ids_not_on_shards(run_global, tmp_path
     def sample(tables, name, seed=4):
         _, _, stage_dir = run_global("train_tokenizer", {"vocab_size": 300, "sample_documents": 17, "seed": seed},
                                      tables, name=name)
-        from pipeline import shards
+        from crawl2model.pipeline import storage
 
-        chosen = shards.read_parquet_files(shards.list_files(f"{stage_dir}/phases/choose", ".parquet"))
+        chosen = storage.read_parquet_files(storage.list_files(f"{stage_dir}/phases/choose", ".parquet"))
         doc_ids = []
         for doc, table in ((d, tables[d >> 32]) for d in chosen.column("doc").to_pylist()):
             doc_ids.append(table.column("id")[doc & 0xFFFFFFFF].as_py())

@@ -6,8 +6,10 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from pipeline.stage import DROP_REASON, resolve_stage
-from stages.url_filter import UrlFilter, UrlFilterConfig, canonical_host, url_host
+from crawl2model.pipeline.stage import DROP_REASON
+
+from crawl2model.catalog import resolve_stage
+from crawl2model.stages.url_filter import UrlFilter, UrlFilterConfig, canonical_host, url_host
 
 
 @pytest.fixture

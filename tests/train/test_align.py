@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from train.align import DPOConfig, train_dpo
-from train.chat import ChatTokens
-from train.preferences import read_pairs
+from crawl2model.train.align import DPOConfig, train_dpo
+from crawl2model.train.chat import ChatTokens
+from crawl2model.train.preferences import read_pairs
 
 pytestmark = pytest.mark.shared
 
@@ -46,7 +46,7 @@ def test_bad_pairs_are_counted_with_their_line_numbers(pretrained, tmp_path):
 def test_align_commands_and_chat_generation(pretrained, shared_data, tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from crawl2model.cli import app
 
     start, tokenizer = pretrained
     hh = str(shared_data / "preference-hh-rlhf" / "harmless-base-test.jsonl.gz")

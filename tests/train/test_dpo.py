@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from model.llama import Llama, LlamaConfig
-from train.chat import IGNORE, ChatTokens, hh_dialogue, split_pair
-from train.dpo import dpo_loss, reference_logps, sequence_logps
+from crawl2model.model.llama import Llama, LlamaConfig
+from crawl2model.train.chat import IGNORE, ChatTokens, hh_dialogue, split_pair
+from crawl2model.train.dpo import dpo_loss, reference_logps, sequence_logps
 
 
 def test_the_loss_of_fixed_log_probabilities_by_hand():
@@ -55,7 +55,7 @@ def test_sequence_log_probabilities_count_only_labelled_tokens():
 
 
 def test_the_chat_template_learns_only_the_assistant(tmp_path):
-    from stages.train_tokenizer import TrainTokenizerConfig, train_bpe
+    from crawl2model.stages.train_tokenizer import TrainTokenizerConfig, train_bpe
 
     tokenizer = train_bpe(iter([["hello there, how are you?"] * 20]), TrainTokenizerConfig(vocab_size=300))
     chat = ChatTokens(tokenizer)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.data import TokenLoader
-from train.tokens import TokenShard
+from crawl2model.train.data import TokenLoader
+from crawl2model.train.tokens import TokenShard
 
 
 def shards(*lengths: int) -> list[TokenShard]:

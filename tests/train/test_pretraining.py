@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
-from train import checkpoint
-from train.loop import TrainConfig, TrainingError
-from train.pretrain import load_model, train
-from train.tokens import load_index
+from crawl2model.train import checkpoint
+from crawl2model.train.loop import TrainConfig, TrainingError
+from crawl2model.train.pretrain import load_model, train
+from crawl2model.train.tokens import load_index
 
 pytestmark = pytest.mark.shared
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +120,7 @@ def test_bad_inputs_stop_with_a_clear_message(shakespeare_tokens, tmp_path):
 def test_train_generate_and_export_from_the_command_line(shakespeare_tokens, tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from crawl2model.cli import app
 
     cli = CliRunner()
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(yaml.safe_load(TRAIN_YAML) | {"steps": 30}))
@@ -136,7 +136,7 @@ def test_train_generate_and_export_from_the_command_line(shakespeare_tokens, tmp
     assert exported.exit_code == 0 and (tmp_path / "hf" / "model.safetensors").exists()
     bad = cli.invoke(app, ["generate", str(tmp_path), "x", "--tokenizer", tokenizer])
     assert bad.exit_code == 2 and "not a checkpoint" in bad.output
-    from stages.train_tokenizer import TrainTokenizerConfig, train_bpe
+    from crawl2model.stages.train_tokenizer import TrainTokenizerConfig, train_bpe
 
     train_bpe(iter([["another corpus, another vocabulary"] * 50]), TrainTokenizerConfig(vocab_size=300)).save(
         str(tmp_path / "other.json"))

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.llama import Llama, LlamaConfig
-from stages.train_tokenizer import TrainTokenizerConfig, train_bpe
-from train.chat import IGNORE, ChatTokens
-from train.sft import pack, read_examples
+from crawl2model.model.llama import Llama, LlamaConfig
+from crawl2model.stages.train_tokenizer import TrainTokenizerConfig, train_bpe
+from crawl2model.train.chat import IGNORE, ChatTokens
+from crawl2model.train.sft import pack, read_examples
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,9 @@ def test_sft_on_hh_dialogues_learns_and_resumes_exactly(pretrained, shared_data,
     stopped after 10 of 20 steps and resumed in a second call gives the losses of 20 straight."""
     import gzip
 
-    from train.chat import hh_dialogue
-    from train.loop import TrainConfig
-    from train.sft import train_sft
+    from crawl2model.train.chat import hh_dialogue
+    from crawl2model.train.loop import TrainConfig
+    from crawl2model.train.sft import train_sft
 
     start, tokenizer = pretrained
     rows = [json.loads(line) for line in gzip.open(shared_data / "preference-hh-rlhf" / "harmless-base-test.jsonl.gz", "rt")]

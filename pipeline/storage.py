@@ -15,6 +15,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+GLOB_CHARS = "*?["
 PARQUET_OPTIONS = {"compression": "zstd", "row_group_size": 10_000}  # fixed options: same bytes on every run
 
 
@@ -107,3 +108,16 @@ def remove_tree(path: str) -> None:
     fs, local = _fs(path)
     if fs.exists(local):
         fs.rm(local, recursive=True)
+
+
+def expand_inputs(patterns: list[str], storage_options: dict[str, Any]) -> list[str]:
+    """Local paths or fsspec URLs, with globs expanded, sorted and without repeats."""
+    found: set[str] = set()
+    for pattern in patterns:
+        fs, path = fsspec.core.url_to_fs(pattern, **storage_options)
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        matches = fs.glob(path) if any(c in path for c in GLOB_CHARS) else ([path] if fs.exists(path) else [])
+        for match in matches:
+            if fs.isfile(match):
+                found.add(match if protocol == "file" else fs.unstrip_protocol(match))
+    return sorted(found)

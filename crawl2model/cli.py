@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline import shards
-from pipeline.config import ConfigError, load_config
+from crawl2model.pipeline import storage
+from crawl2model.catalog import load_config
+from crawl2model.pipeline.config import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="crawl2model: from raw web crawls to curated Parquet shards, on Ray.")
@@ -26,7 +27,7 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
         force: List[str] = typer.Option([], help="re-run this stage and all after it (repeatable)"),
         progress: bool = typer.Option(True, help="show live progress")) -> None:
     """Run (or resume) a pipeline. Finished stages whose config and inputs did not change are skipped."""
-    from pipeline.runner import PlanError, run as run_pipeline
+    from crawl2model.pipeline.runner import PlanError, run as run_pipeline
 
     run_config, specs = _load(config)
     try:
@@ -48,7 +49,7 @@ def validate(config: str = typer.Argument(..., help="the crawl.yaml to check")) 
 @app.command()
 def status(run_dir: str = typer.Argument(..., help="a run's output_dir")) -> None:
     """Stages of a run: status, documents in and out, and whether the output is cached."""
-    manifest = shards.read_json(shards.join(run_dir, "manifest.json"))
+    manifest = storage.read_json(storage.join(run_dir, "manifest.json"))
     if manifest is None:
         _fail(f"no manifest.json in {run_dir}; is it a run's output_dir?")
     _print_status(run_dir, manifest)
@@ -61,8 +62,8 @@ def inspect(run_dir: str = typer.Argument(..., help="a run's output_dir"),
             n: int = typer.Option(5, "-n", help="how many documents"),
             chars: int = typer.Option(300, help="characters of text shown per document")) -> None:
     """Print documents of a stage readably, with stats and removal reasons."""
-    stage_dir = shards.join(run_dir, "stages", stage)
-    stats = shards.read_json(shards.join(stage_dir, "stats.json"))
+    stage_dir = storage.join(run_dir, "stages", stage)
+    stats = storage.read_json(storage.join(stage_dir, "stats.json"))
     if stats is None:
         _fail(f"stage '{stage}' has no stats in {run_dir} (not run yet, or misspelt)")
     console.print(f"[bold]{stage}[/]: {stats['docs_in']:,} in, {stats['docs_out']:,} kept, "
@@ -70,8 +71,8 @@ def inspect(run_dir: str = typer.Argument(..., help="a run's output_dir"),
     for reason, count in sorted(stats["removed_by_reason"].items(), key=lambda kv: -kv[1]):
         console.print(f"  {count:>8,}  {reason}")
     shown = 0
-    for path in shards.list_files(shards.join(stage_dir, "removed" if removed else "kept"), ".parquet"):
-        for row in shards.read_parquet(path).to_pylist():
+    for path in storage.list_files(storage.join(stage_dir, "removed" if removed else "kept"), ".parquet"):
+        for row in storage.read_parquet(path).to_pylist():
             if shown == n:
                 return
             shown += 1
@@ -88,7 +89,7 @@ app.add_typer(tokens_app, name="tokens")
 def tokens_stats(path: str = typer.Argument(..., help="a run's output_dir, or its tokens/ directory")) -> None:
     """Per split: shards, documents, tokens, mean tokens per document, and UTF-8 bytes per token
     (the tokenizer's compression; the EOS token that ends each document is not counted)."""
-    from train.tokens import load_index
+    from crawl2model.train.tokens import load_index
 
     try:
         index = load_index(path)
@@ -114,8 +115,8 @@ app.add_typer(classifiers_app, name="classifiers")
 def classifiers_train(config: str = typer.Argument(..., help="a YAML of train_classifier options plus `output:`")) -> None:
     """Train a classifier from labelled files (the options of a `train_classifier` stage, and
     `output:`, the model file to write) and print its held-out evaluation."""
-    from classifiers.metrics import describe
-    from classifiers.train import file_examples, load_job, train
+    from crawl2model.classifiers.metrics import describe
+    from crawl2model.classifiers.train import file_examples, load_job, train
 
     try:
         job = load_job(config)
@@ -143,9 +144,9 @@ def classifiers_eval(model: str = typer.Argument(..., help="a fastText model fil
     """Score labelled examples with a model and print ROC AUC, precision, recall and F1 at 0.5 and
     at the best threshold, and the threshold curve. Plain text without --label reads fastText's
     `__label__name text` lines."""
-    from classifiers.data import ExampleSource, read_source
-    from classifiers.metrics import describe, report
-    from classifiers.model import Classifier
+    from crawl2model.classifiers.data import ExampleSource, read_source
+    from crawl2model.classifiers.metrics import describe, report
+    from crawl2model.classifiers.model import Classifier
 
     try:
         source = ExampleSource(files=data, text_column=text_column, label_column=label_column, label=label, unit=unit,
@@ -166,8 +167,8 @@ def train_command(tokens: str = typer.Argument(..., help="a run's output_dir, or
                   out: Optional[str] = typer.Option(None, help="checkpoint folder (default <run>/checkpoints/pretrain)")) -> None:
     """Pretrain a Llama on the token shards of an earlier run, or resume it from its newest
     checkpoint. Under several GPUs: torchrun --nproc_per_node N -m train.pretrain (same arguments)."""
-    from train.loop import TrainConfig, TrainingError
-    from train.pretrain import default_out, train
+    from crawl2model.train.loop import TrainConfig, TrainingError
+    from crawl2model.train.pretrain import default_out, train
 
     settings = _options(TrainConfig, config)
     try:
@@ -189,8 +190,8 @@ def align_sft(start: str = typer.Argument(..., help="the checkpoint folder to fi
               tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)")) -> None:
     """Supervised fine-tuning with the chat template; loss on assistant tokens only. Resumes from
     the newest checkpoint in --out."""
-    from train.loop import TrainConfig
-    from train.sft import train_sft
+    from crawl2model.train.loop import TrainConfig
+    from crawl2model.train.sft import train_sft
 
     summary = _align(train_sft, start, data, tokenizer, out, _options(TrainConfig, config))
     console.print(f"done: step {summary['step']}, loss {summary.get('loss')}", highlight=False)
@@ -203,7 +204,7 @@ def align_dpo(start: str = typer.Argument(..., help="the checkpoint folder to al
               out: str = typer.Option(..., help="checkpoint folder to write"),
               tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)")) -> None:
     """DPO against a frozen copy of the starting checkpoint; logs rewards and held-out accuracy."""
-    from train.align import DPOConfig, train_dpo
+    from crawl2model.train.align import DPOConfig, train_dpo
 
     result = _align(train_dpo, start, data, tokenizer, out, _options(DPOConfig, config))
     console.print(f"done: held-out {result}", highlight=False)
@@ -211,7 +212,7 @@ def align_dpo(start: str = typer.Argument(..., help="the checkpoint folder to al
 
 def _align(trainer, start: str, data: list[str], tokenizer: str | None, out: str, settings) -> dict:
     """Run `trainer` (train_sft or train_dpo) from checkpoint `start`; errors exit 2."""
-    from train.pretrain import load_model
+    from crawl2model.train.pretrain import load_model
 
     try:
         path = tokenizer or _run_tokenizer(load_model(start)[1])
@@ -225,7 +226,7 @@ def _options(model, path: str):
     import yaml
     from pydantic import ValidationError
 
-    from pipeline.config import describe_errors
+    from crawl2model.pipeline.config import describe_errors
 
     try:
         return model.model_validate(yaml.safe_load(open(path, encoding="utf-8")) or {})
@@ -248,8 +249,8 @@ def generate(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder
     answers the prompt as a user turn, and stops at the end of its own turn."""
     from tokenizers import Tokenizer
 
-    from model.generate import generate as sample
-    from train.pretrain import load_model
+    from crawl2model.model.generate import generate as sample
+    from crawl2model.train.pretrain import load_model
 
     try:
         model, saved = load_model(checkpoint_dir)
@@ -262,7 +263,7 @@ def generate(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder
     if chat is None:
         chat = "started_from" in saved  # written by sft and dpo
     if chat:
-        from train.chat import ChatTokens
+        from crawl2model.train.chat import ChatTokens
 
         template = ChatTokens(encoder)
         ids, _ = template.encode([{"role": "user", "content": prompt}], generation_prompt=True)
@@ -279,8 +280,8 @@ def export(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder (
            tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)")) -> None:
     """Export a checkpoint to the Hugging Face Llama format (config.json, model.safetensors,
     tokenizer), loadable with transformers' AutoModelForCausalLM.from_pretrained."""
-    from model.hf import export_hf
-    from train.pretrain import load_model
+    from crawl2model.model.hf import export_hf
+    from crawl2model.train.pretrain import load_model
 
     try:
         model, saved = load_model(checkpoint_dir)
@@ -294,7 +295,7 @@ def _run_tokenizer(saved: dict) -> str:
     """The tokenizer of the run whose tokens trained a checkpoint: <run>/tokenizer/tokenizer.json."""
     from pathlib import Path
 
-    from stages.train_tokenizer import tokenizer_file
+    from crawl2model.stages.train_tokenizer import tokenizer_file
 
     path = Path(tokenizer_file(str(Path(saved["tokens"]).parent)))  # <run>/tokens -> <run>
     if not path.exists():

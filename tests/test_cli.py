@@ -8,9 +8,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.config import load_config
-from pipeline.runner import run
+from crawl2model.cli import app
+from crawl2model.catalog import load_config
+from crawl2model.pipeline.runner import run
 
 cli = CliRunner()
 
