@@ -107,16 +107,17 @@ def run_c2m(paths: list[str], model: Path, tmp: Path, cpus: int) -> tuple[float,
     from crawl2model.catalog import parse_config
     from crawl2model.pipeline.runner import connect, run
 
-    config, specs = parse_config(c2m_config(paths, model, str(tmp / "c2m"), cpus))
+    config, nodes = parse_config(c2m_config(paths, model, str(tmp / "c2m"), cpus))
     connect(config, address=None)
     try:
-        run(config, specs, until="read", show_progress=False)
+        run(config, nodes, until="read", show_progress=False)
         started = time.perf_counter()
-        manifest = run(config, specs, show_progress=False)
+        manifest = run(config, nodes, show_progress=False)
         inproc = time.perf_counter() - started
     finally:
         ray.shutdown()
-    scored = storage.read_parquet_files([f["path"] for f in manifest["stages"]["toxicity"]["kept"]],
+    kept = manifest.stages["toxicity"].kept
+    scored = storage.read_parquet_files([storage.absolute(f.path, config.output_dir) for f in kept],
                                        ["text", "toxicity_score"])
     config_path = tmp / "c2m.yaml"
     config_path.write_text(yaml.safe_dump(c2m_config(paths, model, str(tmp / "c2m"), cpus)))

@@ -14,7 +14,7 @@ corpus is a prefix of the larger ones; written as Parquet (id, text; ids in docu
 --docs-per-file rows per file in a temporary folder, which both systems read, writing beside it.
 
 1. Signatures, one process: datasketch's MinHash(num_perm=128, seed=1) per document, fed with
-   update_batch the bytes of its 5-word shingles (words of our `normalize`), on the first
+   update_batch the bytes of its 5-word shingles (words of our `fold`), on the first
    --datasketch-docs documents; again with the permutations precomputed once and passed in
    (`permutations=`, its fastest use); ours: `shingle_hashes` + `signatures` over batches of
    --docs-per-file documents, on the same first documents and on all --docs.
@@ -175,12 +175,12 @@ def planted_jaccard(texts: list[str], source: np.ndarray) -> tuple[np.ndarray, n
 def datasketch_rate(texts: list[str], reuse_permutations: bool) -> float:
     from datasketch import MinHash
 
-    from crawl2model.stages._minhash import normalize
+    from crawl2model.stages._text import fold
 
     perms = MinHash(num_perm=128, seed=1).permutations
     started = time.perf_counter()
     for text in texts:
-        words = normalize(text).split()
+        words = fold(text).split()
         shingles = [" ".join(words[i:i + NGRAM]).encode() for i in range(max(1, len(words) - NGRAM + 1))]
         if reuse_permutations:
             m = MinHash(num_perm=128, seed=1, permutations=perms, scheme="affine32")
@@ -282,11 +282,11 @@ def _child_ours(config_path: str) -> None:
     from crawl2model.catalog import load_config
     from crawl2model.pipeline.runner import connect, run
 
-    config, specs = load_config(config_path)
+    config, nodes = load_config(config_path)
     connect(config, address=None)
     try:
         started = time.perf_counter()
-        run(config, specs, show_progress=False)
+        run(config, nodes, show_progress=False)
         print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
     finally:
         ray.shutdown()

@@ -122,9 +122,9 @@ def run_c2m_sweep(warcs: list[str], tmp: str, sizes: list[int], cpus: int) -> tu
 
     def once(paths: list[str], size: int, name: str) -> dict:
         out = os.path.join(tmp, name)
-        config, specs = parse_config(c2m_raw_config(paths, out, size, cpus))
+        config, nodes = parse_config(c2m_raw_config(paths, out, size, cpus))
         t0 = time.time()
-        run(config, specs, show_progress=False)
+        run(config, nodes, show_progress=False)
         return {"seconds": time.time() - t0, "docs_per_shard": size, **c2m_stats(out, t0)}
 
     config, _ = parse_config(c2m_raw_config(warcs, os.path.join(tmp, "c2m-init"), 64, cpus))

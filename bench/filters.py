@@ -85,12 +85,12 @@ def run_c2m(paths: list[str], tmp: Path, cpus: int) -> tuple[dict, dict]:
     from crawl2model.catalog import parse_config
     from crawl2model.pipeline.runner import connect, run
 
-    config, specs = parse_config(c2m_config(paths, str(tmp / "c2m"), cpus))
+    config, nodes = parse_config(c2m_config(paths, str(tmp / "c2m"), cpus))
     connect(config, address=None)
     try:
         started = time.perf_counter()
-        manifest = run(config, specs, show_progress=False)
-        inproc = {"seconds": time.perf_counter() - started, "kept": manifest["stages"][STAGES[-1]]["docs_out"]}
+        manifest = run(config, nodes, show_progress=False)
+        inproc = {"seconds": time.perf_counter() - started, "kept": manifest.stages[STAGES[-1]].docs_out}
     finally:
         ray.shutdown()
     config_path = tmp / "c2m-cli.yaml"

@@ -73,12 +73,12 @@ def c2m_run(config: dict, stage: str) -> float:
     from crawl2model.catalog import parse_config
     from crawl2model.pipeline.runner import connect, run
 
-    run_config, specs = parse_config(config)
+    run_config, nodes = parse_config(config)
     connect(run_config, address=None)
     try:
-        run(run_config, specs, until="read", show_progress=False)
+        run(run_config, nodes, until="read", show_progress=False)
         started = time.perf_counter()
-        run(run_config, specs, until=stage, show_progress=False)
+        run(run_config, nodes, until=stage, show_progress=False)
         return time.perf_counter() - started
     finally:
         ray.shutdown()
@@ -99,9 +99,11 @@ def datatrove_tokenize(folder: Path, tokenizer_path: str, tmp: Path) -> tuple[fl
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.tokens import DocumentTokenizer
 
+    from crawl2model.model.special_tokens import EOS
+
     seconds, tasks = run_datatrove([ParquetReader(str(folder), glob_pattern="*.parquet"),
                                     DocumentTokenizer(str(tmp / "dt-out"), tokenizer_name_or_path=tokenizer_path,
-                                                      eos_token="<|endoftext|>", local_working_dir=str(tmp / "dt-work"))],
+                                                      eos_token=EOS, local_working_dir=str(tmp / "dt-work"))],
                                    tmp / "dt-logs")
     return seconds, sum(steps[-1]["tokens"]["total"] for steps in tasks)  # the tokenizer's count, EOS included
 
@@ -136,7 +138,7 @@ def main() -> None:
         c2m_train = c2m_run({"name": "bench-bpe", "output_dir": str(tmp / "c2m-bpe"), "ray": {"num_cpus": args.cpus},
                              "input": {"parquet": [str(tmp / "train-input/*.parquet")], "docs_per_shard": 5000},
                              "stages": [{"name": "bpe", "type": "train_tokenizer", "vocab_size": args.vocab}]}, "bpe")
-        same = json.loads((tmp / "c2m-bpe/tokenizer/tokenizer.json").read_text())["model"] == json.loads(
+        same = json.loads((tmp / "c2m-bpe/stages/bpe/artifact/tokenizer.json").read_text())["model"] == json.loads(
             tokenizer.to_str())["model"]
 
         raw_seconds, raw_tokens = raw_encode(texts, tokenizer_path)
@@ -144,7 +146,7 @@ def main() -> None:
                                "input": {"parquet": [str(tmp / "input/*.parquet")], "docs_per_shard": 5000},
                                "stages": [{"name": "tokenize", "type": "tokenize", "tokenizer": tokenizer_path}]},
                               "tokenize")
-        index = json.loads((tmp / "c2m-tok/tokens/index.json").read_text())
+        index = json.loads((tmp / "c2m-tok/stages/tokenize/artifact/index.json").read_text())
         c2m_tokens = sum(index["splits"][s]["tokens"] for s in ("train", "val"))
         dt = None if args.skip_datatrove else datatrove_tokenize(tmp / "input", tokenizer_path, tmp)
 

@@ -37,18 +37,20 @@ def make_tokens(folder: Path, text: Path = SHAKESPEARE) -> Path:
 
     from crawl2model.pipeline import storage
     from crawl2model.pipeline.global_stage import PhaseContext
-    from crawl2model.pipeline.worker import StageTask, run_phases
+    from crawl2model.pipeline.plan import StageNode
+    from crawl2model.pipeline.worker import run_phases
+    from crawl2model.stages.tokenize import Tokenize
     from crawl2model.stages.train_tokenizer import TrainTokenizerConfig, train_bpe
 
     speeches = [s.strip() for s in re.split(r"\n\s*\n", text.read_text()) if s.strip()]
     train_bpe(iter([speeches]), TrainTokenizerConfig(vocab_size=4096)).save(str(folder / "tokenizer.json"))
     table = pa.table({"id": [f"s{i}" for i in range(len(speeches))], "text": speeches})
     inputs = [("00000", storage.write_parquet(str(folder / "in.parquet"), table).path)]
-    task = StageTask("tokenize", "tokenize", {"tokenizer": str(folder / "tokenizer.json"), "val_fraction": 0.01,
-                                              "seed": 0}, "bench", str(folder / "stage"))
-    context = PhaseContext(str(folder / "stage/phases"), 1, ("00000",), (inputs[0][1],), str(folder), "tokenize")
-    run_phases(task, context, inputs)
-    return folder / "tokens"
+    node = StageNode("tokenize", Tokenize, Tokenize.Config(tokenizer=str(folder / "tokenizer.json"), val_fraction=0.01,
+                                                           seed=0), run_dir=str(folder), fingerprint="bench")
+    context = PhaseContext(f"{node.directory}/phases", 1, ("00000",), (inputs[0][1],), node.artifact_dir, node.name)
+    run_phases(node, context, inputs)
+    return Path(node.artifact_dir)
 
 
 def plain_loop(tokens: Path, args) -> float:

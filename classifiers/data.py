@@ -9,11 +9,10 @@ sample, chosen by a hash of the text, so it does not depend on file order.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import PurePath
-from typing import Literal
+from typing import Any, Iterator, Literal
 
 import fsspec
 import pyarrow as pa
@@ -21,7 +20,8 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crawl2model.classifiers.fasttext_file import LABEL_PREFIX
-from crawl2model.pipeline.global_stage import seeded_keys
+from crawl2model.pipeline.jsonl import read_jsonl
+from crawl2model.pipeline.sampling import seeded_order
 
 Format = Literal["auto", "jsonl", "parquet", "csv", "text"]
 _SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
@@ -132,8 +132,8 @@ def sample(table: pa.Table, limit: int | None, seed: int, key_column: str) -> pa
     """At most `limit` rows: those with the smallest seeded keys of `key_column`, in key order."""
     if limit is None or table.num_rows <= limit:
         return table
-    keys = pa.array(seeded_keys(table.column(key_column), seed))
-    return table.take(pc.sort_indices(pa.table({"key": keys}), [("key", "ascending")])[:limit])
+    chosen, _ = seeded_order(table.column(key_column), seed, limit)
+    return table.take(chosen)
 
 
 def _read_file(path: str, source: ExampleSource) -> pa.Table:
@@ -181,39 +181,36 @@ def _read_table(path: str, kind: str) -> pa.Table:
     import pyarrow.csv
     import pyarrow.parquet as pq
 
-    with fsspec.open(path, "rb", compression="infer") as handle:
-        if kind == "parquet":
-            return pq.read_table(handle)
-        if kind == "csv":
-            return pyarrow.csv.read_csv(handle, parse_options=pyarrow.csv.ParseOptions(newlines_in_values=True))
+    if kind == "jsonl":
         rows = []
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as error:
-                raise ValueError(f"{path}: line {number} is not JSON ({error})") from None
+        for number, row in _json_lines(path):
             if not isinstance(row, dict):
                 raise ValueError(f"{path}: line {number} is not a JSON object")
             rows.append(row)
-    return pa.Table.from_pylist(rows)
+        return pa.Table.from_pylist(rows)
+    with fsspec.open(path, "rb", compression="infer") as handle:
+        if kind == "parquet":
+            return pq.read_table(handle)
+        return pyarrow.csv.read_csv(handle, parse_options=pyarrow.csv.ParseOptions(newlines_in_values=True))
 
 
 def _columns(path: str, kind: str) -> list[str]:
     import pyarrow.csv
     import pyarrow.parquet as pq
 
+    if kind == "jsonl":
+        for _, row in _json_lines(path):  # the first line names the columns
+            return list(row) if isinstance(row, dict) else []
+        return []
     with fsspec.open(path, "rb", compression="infer") as handle:
         if kind == "parquet":
             return pq.read_schema(handle).names
-        if kind == "csv":
-            return pyarrow.csv.open_csv(handle).schema.names
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except ValueError as error:
-                    raise ValueError(f"{path}: line {number} is not JSON ({error})") from None
-                return list(row) if isinstance(row, dict) else []
-    return []
+        return pyarrow.csv.open_csv(handle).schema.names
+
+
+def _json_lines(path: str) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each line of a JSONL file; ValueError at the first that is not JSON."""
+    for number, row in read_jsonl(path):
+        if isinstance(row, ValueError):
+            raise ValueError(f"{path}: line {number} is not JSON ({row})") from None
+        yield number, row

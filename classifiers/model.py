@@ -4,9 +4,7 @@ training data and the held-out metrics). Models trained elsewhere load too, with
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import PurePath
 
 import numpy as np
 import pyarrow as pa
@@ -26,31 +24,6 @@ def read_metadata(model_path: str) -> dict:
     return storage.read_json(metadata_path(model_path)) or {}
 
 
-def local_file(path: str) -> str:
-    """A local path to read `path` from: itself, or a copy of a remote file (fastText reads local
-    files only), fetched once per machine and version of the file (its size and change time or
-    ETag name the copy)."""
-    if "://" not in path:
-        return path
-    import hashlib
-
-    import fsspec
-
-    fs, remote = fsspec.core.url_to_fs(path)
-    info = fs.info(remote)
-    version = hashlib.sha256(repr([path, info.get("size"), info.get("mtime") or info.get("ETag")
-                                   or info.get("LastModified")]).encode()).hexdigest()[:16]
-    copy = os.path.join(tempfile.gettempdir(), "crawl2model-models", version, PurePath(remote).name)
-    if not os.path.exists(copy):
-        os.makedirs(os.path.dirname(copy), exist_ok=True)
-        part = f"{copy}.{os.getpid()}.part"  # workers on one machine may fetch it at once
-        with fsspec.open(path, "rb") as source, open(part, "wb") as target:
-            for block in iter(lambda: source.read(2**22), b""):
-                target.write(block)
-        os.replace(part, copy)
-    return copy
-
-
 @dataclass
 class Classifier:
     """Scores texts with a fastText model: the probability of one label (`label`, by default the
@@ -63,7 +36,7 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str, label: str | None = None, max_chars: int = 100_000) -> Classifier:
-        local = local_file(path)
+        local = storage.local_copy(path)  # fastText reads local files only
         labels = check_model_file(local)
         label = label or read_metadata(path).get("positive") or (labels[0] if len(labels) == 1 else None)
         if label is None or label not in labels:

@@ -25,7 +25,7 @@ from crawl2model.classifiers.fasttext_file import load_model
 from crawl2model.classifiers.model import Classifier, metadata_path
 from crawl2model.classifiers.text import VERSION, preprocess
 from crawl2model.pipeline import storage
-from crawl2model.pipeline.global_stage import seeded_keys
+from crawl2model.pipeline.sampling import seeded_order
 
 FORMAT = "crawl2model-classifier/1"
 
@@ -158,8 +158,7 @@ def _split(examples: pa.Table, settings: FastTextSettings) -> tuple[list[str], n
     if settings.positive not in counts or len(counts) < 2:
         raise ValueError(f"training needs examples of the positive label {settings.positive!r} and of at least one "
                          f"other label; the sources gave {counts or 'no examples'}")
-    keys = seeded_keys(texts, settings.seed or 0)
-    order = np.argsort(keys, kind="stable")
+    order, keys = seeded_order(texts, settings.seed or 0)
     lines = [f"__label__{label} {text}\n" for label, text in zip(labels.take(order).to_pylist(),
                                                                  texts.take(order).to_pylist())]
     return lines, keys[order] < np.uint64(settings.val_fraction * 2**64), counts

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from crawl2model.pipeline import storage
 from crawl2model.catalog import load_config
+from crawl2model.model.special_tokens import EOS
 from crawl2model.pipeline.config import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -29,11 +30,13 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
     """Run (or resume) a pipeline. Finished stages whose config and inputs did not change are skipped."""
     from crawl2model.pipeline.runner import PlanError, run as run_pipeline
 
-    run_config, specs = _load(config)
+    from crawl2model.pipeline.lock import LockedError
+
+    run_config, nodes = _load(config)
     try:
-        manifest = run_pipeline(run_config, specs, address=address, until=until, force=tuple(force),
+        manifest = run_pipeline(run_config, nodes, address=address, until=until, force=tuple(force),
                                 show_progress=progress)
-    except PlanError as error:
+    except (PlanError, LockedError) as error:
         _fail(str(error))
     _print_status(run_config.output_dir, manifest)
 
@@ -41,15 +44,18 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
 @app.command()
 def validate(config: str = typer.Argument(..., help="the crawl.yaml to check")) -> None:
     """Check a config without running anything."""
-    run_config, specs = _load(config)
-    names = ", ".join(["read", *(s.name for s in specs)])
+    run_config, nodes = _load(config)
+    names = ", ".join(["read", *(n.name for n in nodes)])
     console.print(f"{config}: ok; stages: {names}; output in {run_config.output_dir}")
 
 
 @app.command()
 def status(run_dir: str = typer.Argument(..., help="a run's output_dir")) -> None:
     """Stages of a run: status, documents in and out, and whether the output is cached."""
-    manifest = storage.read_json(storage.join(run_dir, "manifest.json"))
+    from crawl2model.pipeline.records import Manifest, read
+    from crawl2model.pipeline.summary import manifest_path
+
+    manifest = read(manifest_path(run_dir), Manifest)
     if manifest is None:
         _fail(f"no manifest.json in {run_dir}; is it a run's output_dir?")
     _print_status(run_dir, manifest)
@@ -86,7 +92,7 @@ app.add_typer(tokens_app, name="tokens")
 
 
 @tokens_app.command("stats")
-def tokens_stats(path: str = typer.Argument(..., help="a run's output_dir, or its tokens/ directory")) -> None:
+def tokens_stats(path: str = typer.Argument(..., help="a run's output_dir, or a tokens folder")) -> None:
     """Per split: shards, documents, tokens, mean tokens per document, and UTF-8 bytes per token
     (the tokenizer's compression; the EOS token that ends each document is not counted)."""
     from crawl2model.train.tokens import load_index
@@ -162,18 +168,18 @@ def classifiers_eval(model: str = typer.Argument(..., help="a fastText model fil
 
 
 @app.command("train")
-def train_command(tokens: str = typer.Argument(..., help="a run's output_dir, or its tokens/ folder"),
+def train_command(tokens: str = typer.Argument(..., help="a run's output_dir, or a tokens folder"),
                   config: str = typer.Option(..., "--config", help="YAML of pretrain options (see README)"),
-                  out: Optional[str] = typer.Option(None, help="checkpoint folder (default <run>/checkpoints/pretrain)")) -> None:
+                  out: Optional[str] = typer.Option(None, help="checkpoint folder (default <run>/train)")) -> None:
     """Pretrain a Llama on the token shards of an earlier run, or resume it from its newest
-    checkpoint. Under several GPUs: torchrun --nproc_per_node N -m train.pretrain (same arguments)."""
+    checkpoint. Under several GPUs: torchrun --nproc_per_node N -m crawl2model.train.pretrain (same arguments)."""
     from crawl2model.train.loop import TrainConfig, TrainingError
     from crawl2model.train.pretrain import default_out, train
 
     settings = _options(TrainConfig, config)
     try:
         summary = train(tokens, out or default_out(tokens), settings, log=lambda line: console.print(line, highlight=False))
-    except (OSError, ValueError, TrainingError) as error:
+    except (OSError, ValueError, TrainingError) as error:  # FileNotFoundError is an OSError
         _fail(str(error))
     console.print(f"done: step {summary['step']}, loss {summary.get('loss')}", highlight=False)
 
@@ -187,7 +193,7 @@ def align_sft(start: str = typer.Argument(..., help="the checkpoint folder to fi
               data: List[str] = typer.Argument(..., help="JSONL conversations (prompt/response, messages, HH pairs)"),
               config: str = typer.Option(..., "--config", help="YAML of training options (steps, lr, seq_len, ...)"),
               out: str = typer.Option(..., help="checkpoint folder to write"),
-              tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)")) -> None:
+              tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the checkpoint's)")) -> None:
     """Supervised fine-tuning with the chat template; loss on assistant tokens only. Resumes from
     the newest checkpoint in --out."""
     from crawl2model.train.loop import TrainConfig
@@ -202,7 +208,7 @@ def align_dpo(start: str = typer.Argument(..., help="the checkpoint folder to al
               data: List[str] = typer.Argument(..., help="JSONL preference pairs (prompt/chosen/rejected, or HH)"),
               config: str = typer.Option(..., "--config", help="YAML of DPO options (steps, beta, lr, ...)"),
               out: str = typer.Option(..., help="checkpoint folder to write"),
-              tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)")) -> None:
+              tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the checkpoint's)")) -> None:
     """DPO against a frozen copy of the starting checkpoint; logs rewards and held-out accuracy."""
     from crawl2model.train.align import DPOConfig, train_dpo
 
@@ -212,10 +218,10 @@ def align_dpo(start: str = typer.Argument(..., help="the checkpoint folder to al
 
 def _align(trainer, start: str, data: list[str], tokenizer: str | None, out: str, settings) -> dict:
     """Run `trainer` (train_sft or train_dpo) from checkpoint `start`; errors exit 2."""
-    from crawl2model.train.pretrain import load_model
+    from crawl2model.train import checkpoint
 
     try:
-        path = tokenizer or _run_tokenizer(load_model(start)[1])
+        path = checkpoint.tokenizer_file(start, tokenizer)
         return trainer(start, data, path, out, settings, log=lambda line: console.print(line, highlight=False))
     except (OSError, ValueError) as error:
         _fail(str(error))
@@ -239,7 +245,8 @@ def _options(model, path: str):
 @app.command()
 def generate(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder (step-NNNNNN)"),
              prompt: str = typer.Argument(..., help="the text to continue"),
-             tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)"),
+             tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the checkpoint's own; "
+                                                                 "another must be the same tokenizer)"),
              max_new_tokens: int = typer.Option(100), temperature: float = typer.Option(0.8),
              top_k: Optional[int] = typer.Option(None), top_p: Optional[float] = typer.Option(0.95),
              seed: Optional[int] = typer.Option(None),
@@ -250,18 +257,19 @@ def generate(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder
     from tokenizers import Tokenizer
 
     from crawl2model.model.generate import generate as sample
+    from crawl2model.train import checkpoint
     from crawl2model.train.pretrain import load_model
 
     try:
         model, saved = load_model(checkpoint_dir)
-        path = tokenizer or _run_tokenizer(saved)
+        path = checkpoint.tokenizer_file(checkpoint_dir, tokenizer)
         encoder = Tokenizer.from_file(path)
     except Exception as error:  # tokenizers raises a bare Exception for a bad file; ours raise ValueError
         _fail(str(error))
     if encoder.get_vocab_size() != model.config.vocab_size:
         _fail(f"{path} has {encoder.get_vocab_size():,} tokens, the model {model.config.vocab_size:,}: another tokenizer")
     if chat is None:
-        chat = "started_from" in saved  # written by sft and dpo
+        chat = "aligned" in saved  # written by sft and dpo
     if chat:
         from crawl2model.train.chat import ChatTokens
 
@@ -269,38 +277,27 @@ def generate(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder
         ids, _ = template.encode([{"role": "user", "content": prompt}], generation_prompt=True)
         stop = template.end
     else:
-        ids, stop = encoder.encode(prompt).ids, encoder.token_to_id("<|endoftext|>")
+        ids, stop = encoder.encode(prompt).ids, encoder.token_to_id(EOS)
     out = sample(model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, eos_id=stop, seed=seed)
-    console.print(encoder.decode(out) if chat else prompt + encoder.decode(out), highlight=False, markup=False)
+    console.print(encoder.decode(out) if chat else prompt + encoder.decode(out), highlight=False, markup=False, emoji=False)
 
 
 @app.command()
 def export(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder (step-NNNNNN)"),
            out: str = typer.Argument(..., help="folder for the Hugging Face model"),
-           tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the run's)")) -> None:
+           tokenizer: Optional[str] = typer.Option(None, help="tokenizer.json (default: the checkpoint's own)")) -> None:
     """Export a checkpoint to the Hugging Face Llama format (config.json, model.safetensors,
     tokenizer), loadable with transformers' AutoModelForCausalLM.from_pretrained."""
     from crawl2model.model.hf import export_hf
+    from crawl2model.train import checkpoint
     from crawl2model.train.pretrain import load_model
 
     try:
-        model, saved = load_model(checkpoint_dir)
-        folder = export_hf(model, out, tokenizer or _run_tokenizer(saved))
+        model, _ = load_model(checkpoint_dir)
+        folder = export_hf(model, out, checkpoint.tokenizer_file(checkpoint_dir, tokenizer))
     except (OSError, ValueError) as error:
         _fail(str(error))
     console.print(f"wrote {folder}", highlight=False)
-
-
-def _run_tokenizer(saved: dict) -> str:
-    """The tokenizer of the run whose tokens trained a checkpoint: <run>/tokenizer/tokenizer.json."""
-    from pathlib import Path
-
-    from crawl2model.stages.train_tokenizer import tokenizer_file
-
-    path = Path(tokenizer_file(str(Path(saved["tokens"]).parent)))  # <run>/tokens -> <run>
-    if not path.exists():
-        raise ValueError(f"no tokenizer at {path}; give --tokenizer")
-    return str(path)
 
 
 def _print_document(row: dict, chars: int) -> None:
@@ -311,19 +308,19 @@ def _print_document(row: dict, chars: int) -> None:
         console.print(f"[red]removed:[/] {row['drop_reason']}{detail}")
     extra = {k: v for k, v in row.items() if k not in ("id", "url", "text", "html", "drop_reason", "drop_detail")}
     console.print(", ".join(f"{k}={v}" for k, v in extra.items()), style="dim", highlight=False)
-    console.print(textwrap.shorten(body, chars, placeholder=" …") if body else "(no text)", highlight=False, markup=False)
+    console.print(textwrap.shorten(body, chars, placeholder=" …") if body else "(no text)", highlight=False, markup=False, emoji=False)
 
 
-def _print_status(run_dir: str, manifest: dict) -> None:
-    table = Table(title=f"{manifest.get('name', '')}  ({run_dir})", title_justify="left")
+def _print_status(run_dir: str, manifest) -> None:
+    table = Table(title=f"{manifest.name}  ({run_dir})", title_justify="left")
     for column in ("stage", "status", "docs in", "kept", "removed", "shards", "seconds"):
         table.add_column(column, justify="left" if column in ("stage", "status") else "right")
-    for name, entry in manifest.get("stages", {}).items():
-        docs_in, docs_out = entry.get("docs_in"), entry.get("docs_out")
-        state = entry.get("status", "?") + (" (cached)" if entry.get("cached") else "")
+    for name, entry in manifest.stages.items():
+        docs_in, docs_out = entry.docs_in, entry.docs_out
+        state = entry.status + (" (cached)" if entry.cached else "")
         table.add_row(name, state, _n(docs_in), _n(docs_out),
-                      _n(docs_in - docs_out if docs_in is not None else None), _n(len(entry.get("kept", []))),
-                      str(entry.get("wall_seconds", "")))
+                      _n(docs_in - docs_out if docs_in is not None else None), _n(len(entry.kept)),
+                      "" if entry.wall_seconds is None else str(entry.wall_seconds))
     console.print(table)
 
 
@@ -343,7 +340,7 @@ def _load(path: str):
 def _fail(message: str, kind: str = "error:") -> None:
     """Print `message` as it is (no rich markup: paths and reasons may hold brackets) and exit 2."""
     errors.print(f"[red]{kind}[/] ", end="")
-    errors.print(message, highlight=False, markup=False)
+    errors.print(message, highlight=False, markup=False, emoji=False)
     raise typer.Exit(2)
 
 

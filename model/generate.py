@@ -25,9 +25,20 @@ def generate(model: Llama, prompt: list[int], max_new_tokens: int, *, temperatur
              top_k: int | None = None, top_p: float | None = None, eos_id: int | None = None,
              seed: int | None = None) -> list[int]:
     """The tokens after `prompt`: greedy at temperature 0, else sampled (seeded when `seed` is
-    given); stops after `eos_id` or at the model's max_seq_len."""
+    given); stops after `eos_id` or at the model's max_seq_len. The model runs in eval mode (no
+    dropout), and is left in the mode it came in."""
     if not prompt:
         raise ValueError("the prompt must hold at least one token")
+    training = model.training
+    model.eval()
+    try:
+        return _generate(model, prompt, max_new_tokens, temperature, top_k, top_p, eos_id, seed)
+    finally:
+        model.train(training)
+
+
+def _generate(model: Llama, prompt: list[int], max_new_tokens: int, temperature: float, top_k: int | None,
+              top_p: float | None, eos_id: int | None, seed: int | None) -> list[int]:
     device = next(model.parameters()).device
     total = min(len(prompt) + max_new_tokens, model.config.max_seq_len)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from crawl2model.model.llama import Llama
+from crawl2model.model.special_tokens import EOS, PAD
 
 _NAMES = {  # ours -> HF's, per layer `{i}`
     "attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj", "attention.wv": "self_attn.v_proj",
@@ -58,11 +59,11 @@ def export_hf(model: Llama, out_dir: str | Path, tokenizer_file: str | Path | No
         from tokenizers import Tokenizer
 
         vocab = Tokenizer.from_file(str(tokenizer_file)).get_vocab()
-        special = {name: vocab[token] for name, token in (("eos", "<|endoftext|>"), ("pad", "<|pad|>")) if token in vocab}
+        special = {name: vocab[token] for name, token in (("eos", EOS), ("pad", PAD)) if token in vocab}
         shutil.copyfile(tokenizer_file, out / "tokenizer.json")
         (out / "tokenizer_config.json").write_text(json.dumps({
             "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.config.max_seq_len,
-            **({"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>"} if "eos" in special else {}),
-            **({"pad_token": "<|pad|>"} if "pad" in special else {})}, indent=2))
+            **({"eos_token": EOS, "bos_token": EOS} if "eos" in special else {}),
+            **({"pad_token": PAD} if "pad" in special else {})}, indent=2))
     (out / "config.json").write_text(json.dumps(hf_config(model, special), indent=2))
     return out

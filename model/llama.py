@@ -1,6 +1,7 @@
 """A Llama-style decoder in one module: token embedding, RMSNorm, rotary position embedding,
 grouped-query attention through `scaled_dot_product_attention` (FlashAttention kernels on GPU),
-SwiGLU MLP, optional tied embeddings.
+SwiGLU MLP, optional tied embeddings, optional dropout (on the attention weights, and on the
+attention and MLP outputs before they join the residual stream; in training mode only).
 
 Weights are laid out as Hugging Face's `LlamaForCausalLM` lays them out (RoPE rotates the two
 halves of each head, not interleaved pairs), so export is a renaming (model/hf.py).
@@ -27,9 +28,12 @@ class LlamaConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
+    dropout: float = 0.0  # training only: attention weights, attention and MLP outputs (0: none, no RNG drawn)
 
     def __post_init__(self):
         self.n_kv_heads = self.n_kv_heads or self.n_heads
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout ({self.dropout}) must be at least 0 and below 1")
         if self.hidden_dim is None:
             self.hidden_dim = 64 * math.ceil(8 * self.dim / 3 / 64)
         if self.dim % self.n_heads or self.n_heads % self.n_kv_heads:
@@ -94,6 +98,7 @@ class Attention(nn.Module):
         self.wk = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
         self.wv = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(config.n_heads * self.head_dim, config.dim, bias=False)
+        self.dropout = config.dropout
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, start: int = 0) -> torch.Tensor:
         B, T, _ = x.shape
@@ -106,9 +111,11 @@ class Attention(nn.Module):
         mask = None
         if start > 0 and T > 1:  # new queries after cached ones: each sees the cache and its past
             mask = torch.ones(T, k.shape[2], dtype=torch.bool, device=x.device).tril(diagonal=start)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-                                             enable_gqa=self.n_kv_heads != self.n_heads)
-        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+        dropout = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
+                                             is_causal=mask is None and T > 1, enable_gqa=self.n_kv_heads != self.n_heads)
+        out = self.wo(out.transpose(1, 2).reshape(B, T, -1))
+        return F.dropout(out, dropout, training=True) if dropout else out
 
 
 class FeedForward(nn.Module):
@@ -119,9 +126,11 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(config.dim, config.hidden_dim, bias=False)
         self.w3 = nn.Linear(config.dim, config.hidden_dim, bias=False)
         self.w2 = nn.Linear(config.hidden_dim, config.dim, bias=False)
+        self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        out = self.w2(F.silu(self.w1(x)) * self.w3(x))
+        return F.dropout(out, self.dropout, training=True) if self.dropout and self.training else out
 
 
 class Block(nn.Module):

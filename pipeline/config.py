@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from typing import Callable
 
+from crawl2model.pipeline.plan import SOURCE, StageNode, upstream
 from crawl2model.pipeline.sources import InputConfig, source_columns
-from crawl2model.pipeline.stage import Stage, StageConfig
+from crawl2model.pipeline.stage import Stage
 from crawl2model.pipeline.storage import expand_inputs
 
-SOURCE = "read"  # the implicit first stage: reads the inputs into shards
 
 
 class ConfigError(Exception):
@@ -45,9 +46,16 @@ class StageEntry(BaseModel):
     """One item of `stages:`. Options other than these are the stage's own, checked by its Config."""
 
     model_config = ConfigDict(extra="allow")
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # its folder under stages/: no `/`, never `.` or `..`
     type: str
     after: list[str] | None = None  # default: the stage listed before (or the input reader)
+
+    @field_validator("name")
+    @classmethod
+    def _a_folder_name(cls, value: str) -> str:
+        if value in (".", ".."):
+            raise ValueError(f"'{value}' cannot name a stage: it is the name of a folder link")
+        return value
 
     @field_validator("after", mode="before")
     @classmethod
@@ -73,18 +81,7 @@ class RunConfig(Strict):
         return value if "://" in value else os.path.abspath(value)
 
 
-class StageSpec(BaseModel):
-    """A stage entry after validation: its class resolved and its options parsed."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
-    index: int  # position in `stages:`, for messages
-    name: str
-    cls: type[Stage]
-    config: StageConfig
-    after: tuple[str, ...]
-
-
-def load_config(path: str | Path, resolve: Callable[[str], type[Stage]]) -> tuple[RunConfig, list[StageSpec]]:
+def load_config(path: str | Path, resolve: Callable[[str], type[Stage]]) -> tuple[RunConfig, list[StageNode]]:
     """Read, parse and check a crawl.yaml. Raises ConfigError listing every problem found."""
     source = str(path)
     try:
@@ -98,7 +95,7 @@ def load_config(path: str | Path, resolve: Callable[[str], type[Stage]]) -> tupl
     return parse_config(raw, source, resolve)
 
 
-def parse_config(raw: Any, source: str, resolve: Callable[[str], type[Stage]]) -> tuple[RunConfig, list[StageSpec]]:
+def parse_config(raw: Any, source: str, resolve: Callable[[str], type[Stage]]) -> tuple[RunConfig, list[StageNode]]:
     if not isinstance(raw, dict):
         raise ConfigError(source, ["the top level must be a mapping of keys (name, output_dir, input, stages, ...)"])
     try:
@@ -106,20 +103,25 @@ def parse_config(raw: Any, source: str, resolve: Callable[[str], type[Stage]]) -
     except ValidationError as error:
         raise ConfigError(source, describe_errors(error, RunConfig)) from None
     problems: list[str] = []
-    specs = _resolve_stages(config, problems, resolve)
-    _check_dag(config, specs, problems)
+    nodes = _resolve_stages(config, problems, resolve)
+    _check_dag(config, nodes, problems)
     if not problems:
-        specs = _bind(config, specs, problems)
+        nodes = _bind(config, nodes, problems)
     problems += _check_inputs(config)
     if not problems:
-        _check_columns(config, specs, problems)
+        _check_columns(config, nodes, problems)
     if problems:
         raise ConfigError(source, problems)
-    return config, specs
+    return config, nodes
 
 
-def _resolve_stages(config: RunConfig, problems: list[str], resolve) -> list[StageSpec]:
-    specs, previous = [], SOURCE
+def source_node(config: RunConfig) -> StageNode:
+    """The reader of the inputs: the first node of every run."""
+    return StageNode(SOURCE, None, config.input, run_dir=config.output_dir)
+
+
+def _resolve_stages(config: RunConfig, problems: list[str], resolve) -> list[StageNode]:
+    nodes, previous = [], SOURCE
     for i, entry in enumerate(config.stages):
         where, after = f"stages[{i}]", tuple(entry.after if entry.after is not None else [previous])
         previous = entry.name
@@ -136,12 +138,12 @@ def _resolve_stages(config: RunConfig, problems: list[str], resolve) -> list[Sta
         except ValidationError as error:
             problems += [f"{where}.{p}" for p in describe_errors(error, cls.Config)]
             continue
-        specs.append(StageSpec(index=i, name=entry.name, cls=cls, config=options, after=after))
-    return specs
+        nodes.append(StageNode(entry.name, cls, options, after, index=i, run_dir=config.output_dir))
+    return nodes
 
 
-def _check_dag(config: RunConfig, specs: list[StageSpec], problems: list[str]) -> None:
-    for spec in specs:
+def _check_dag(config: RunConfig, nodes: list[StageNode], problems: list[str]) -> None:
+    for spec in nodes:
         before = {SOURCE, *(entry.name for entry in config.stages[:spec.index])}
         if spec.name in before:
             problems.append(f"stages[{spec.index}].name: '{spec.name}' is used twice (or is the reserved name '{SOURCE}')")
@@ -152,24 +154,16 @@ def _check_dag(config: RunConfig, specs: list[StageSpec], problems: list[str]) -
                 problems.append(f"stages[{spec.index}].after: '{parent}' is not a stage listed before this one{hint}")
 
 
-def _bind(config: RunConfig, specs: list[StageSpec], problems: list[str]) -> list[StageSpec]:
+def _bind(config: RunConfig, nodes: list[StageNode], problems: list[str]) -> list[StageNode]:
     """Let each stage fill in what it takes from the stages it reads from (Stage.bind)."""
-    by_name, bound = {spec.name: spec for spec in specs}, []
-    for spec in specs:
-        upstream, todo = [], list(spec.after)
-        while todo:  # breadth first: nearest first
-            name = todo.pop(0)
-            if name in by_name and all(name != u[0] for u in upstream):
-                parent = by_name[name]
-                upstream.append((name, parent.cls, parent.config))
-                todo += parent.after
+    bound = [source_node(config)]
+    for node in nodes:
         try:
-            spec = spec.model_copy(update={"config": spec.cls.bind(spec.config, upstream, config.output_dir)})
+            node = replace(node, config=node.cls.bind(node.config, upstream(bound, node)))
         except ValueError as error:
-            problems.append(f"stages[{spec.index}] ({spec.name}): {error}")
-        by_name[spec.name] = spec
-        bound.append(spec)
-    return bound
+            problems.append(f"stages[{node.index}] ({node.name}): {error}")
+        bound.append(node)
+    return bound[1:]
 
 
 def _check_inputs(config: RunConfig) -> list[str]:
@@ -188,10 +182,10 @@ def _check_inputs(config: RunConfig) -> list[str]:
     return problems
 
 
-def _check_columns(config: RunConfig, specs: list[StageSpec], problems: list[str]) -> None:
+def _check_columns(config: RunConfig, nodes: list[StageNode], problems: list[str]) -> None:
     """Follow the columns each stage adds and removes; report a stage whose input lacks a column."""
     available = {SOURCE: source_columns(config.input)}
-    for spec in specs:
+    for spec in nodes:
         columns = set.intersection(*(available[p] for p in spec.after))
         missing = [c for c in spec.cls.requires if c not in columns]
         if missing:

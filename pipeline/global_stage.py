@@ -17,7 +17,6 @@ and never see Ray: the runner schedules them.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
@@ -50,8 +49,8 @@ class PhaseContext:
     partitions: int
     units: tuple[str, ...]  # the input shards' unit names, sorted
     inputs: tuple[str, ...] = ()  # their paths
-    run_dir: str = ""  # where stages that make artifacts (a tokenizer, token shards) put them
-    stage: str = ""  # the stage's name in the run (artifacts of several stages of one type differ by it)
+    artifact_dir: str = ""  # where a stage that makes an artifact (a tokenizer, token shards) puts it
+    stage: str = ""  # the stage's name in the run
     shard: int = -1
     partition: int = -1
 
@@ -71,15 +70,6 @@ class PhaseContext:
             directory = storage.join(directory, partition_name(partition))
         files = storage.list_files(directory, ".parquet", recursive=True)
         return storage.read_parquet_files(files, columns, filter) if files else pa.table({})
-
-
-def seeded_keys(values: pa.Array | list[str], seed: int) -> np.ndarray:
-    """A random-looking uint64 per string (a document id, a text), the same wherever it appears:
-    sorting by it gives a seeded sample or order that does not depend on shards or files."""
-    salt = str(seed).encode()
-    values = values.to_pylist() if isinstance(values, (pa.Array, pa.ChunkedArray)) else values
-    return np.array([int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8, key=salt).digest(), "little")
-                     for v in values], np.uint64)
 
 
 def phase_jobs(phase: Phase, context: PhaseContext, shards_in: list[tuple[str, str]]) -> list[tuple]:
@@ -125,13 +115,9 @@ class GlobalStage(Stage):
 
     rows_per_partition: ClassVar[int] = 2_000_000  # rows of shuffled data one partition task holds
     shuffle_rows_per_doc: ClassVar[float] = 1.0  # rows a document sends into the shuffle
-    judges: ClassVar[bool] = True  # False: it makes an artifact and removes nothing; no judge step,
-    # and the stages after it read the documents its parent kept
-
-    @classmethod
-    def artifacts(cls, config, run_dir: str, name: str) -> list[str]:
-        """Files outside its stage directory that the stage makes (a missing one re-runs it)."""
-        return []
+    makes_artifact: ClassVar[bool] = False  # True: its phases make files under `ctx.artifact_dir`
+    # (a tokenizer, token shards, a model) and it removes nothing: it has no judge step, and its
+    # documents out are its documents in (the same files, not copies)
 
     def phases(self) -> list[Phase]:
         raise NotImplementedError

@@ -1,7 +1,9 @@
-"""Live progress of a run: per stage, shards and documents done, and documents per second."""
+"""Live progress of a run: per stage, shards and documents done, and documents per second.
+
+Counts move as each stage finishes a unit (workers report through the runner), and are set from
+the stage's stats when it ends."""
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 
@@ -9,7 +11,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-COUNTS = ("docs_in", "docs_out", "bytes_out")
+from crawl2model.pipeline.records import StageStats
 
 
 class Progress:
@@ -32,20 +34,22 @@ class Progress:
             self.live = Live(self._table(), console=self.console, refresh_per_second=4)
             self.live.start()
 
-    def update(self, report_json: str) -> None:
-        """Add one shard's report: {stage: {docs_in, docs_out, bytes_out}}."""
-        for stage, counts in json.loads(report_json).items():
-            totals = self.totals.setdefault(stage, defaultdict(int))
-            totals["shards"] += 1
-            for key in COUNTS:
-                totals[key] += counts.get(key, 0)
+    def add(self, stage: str, docs_in: int, docs_out: int, bytes_out: int) -> None:
+        """One unit of `stage` finished."""
+        totals = self.totals.setdefault(stage, defaultdict(int))
+        totals["shards"] += 1
+        totals["docs_in"] += docs_in
+        totals["docs_out"] += docs_out
+        totals["bytes_out"] += bytes_out
         self._refresh()
 
     def note(self, stage: str, text: str) -> None:
         self.notes[stage] = text
         self._refresh()
 
-    def done(self, stage: str) -> None:
+    def done(self, stage: str, stats: StageStats) -> None:
+        self.totals[stage].update(shards=stats.shards, docs_in=stats.docs_in, docs_out=stats.docs_out,
+                                  bytes_out=stats.bytes_out)
         self.finished.add(stage)
         self._refresh()
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
 import re
 import struct
@@ -367,31 +366,33 @@ class _SampleWarcWriter:
                     **{"WARC-Concurrent-To": original.rec_headers.get_header("WARC-Record-ID")})
 
 
-def write_sample_crawl(out_dir: str | Path, *, seed: int = 1234, documents: int = 240, files: int = 4) -> list[Path]:
-    """Write files `sample-00000.warc.gz` ... into out_dir and return their paths, sorted.
+def write_sample_crawl(out_dir: str | Path, *, seed: int = 1234, documents: int = 240, files: int = 4) -> list[str]:
+    """Write files `sample-00000.warc.gz` ... into out_dir (a local folder or an fsspec URL) and
+    return their paths, sorted.
 
     Exactly `documents` response records are spread evenly over `files` files.
     """
+    import io
+
+    from crawl2model.pipeline import storage
+
     if documents < MIN_DOCUMENTS:
         raise ValueError(f"documents must be at least {MIN_DOCUMENTS}, got {documents}")
     if not 1 <= files <= documents:
         raise ValueError(f"files must be between 1 and documents, got {files}")
     rng = random.Random(seed)
     pages = _plan_pages(rng, documents)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     now, paths = CRAWL_START, []
     for n in range(files):
-        path = out / f"sample-{n:05d}.warc.gz"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as stream:
-            writer = _SampleWarcWriter(stream, rng, now)
-            writer.warcinfo(path.name, seed)
-            for i, page in enumerate(pages[n * documents // files:(n + 1) * documents // files]):
-                response = writer.page(page)
-                if n == 0 and i == 0:
-                    writer.revisit_and_metadata(page, response)
-            now = writer.now
-        os.replace(tmp, path)
+        path = storage.join(str(out_dir), f"sample-{n:05d}.warc.gz")
+        stream = io.BytesIO()
+        writer = _SampleWarcWriter(stream, rng, now)
+        writer.warcinfo(path.rsplit("/", 1)[1], seed)
+        for i, page in enumerate(pages[n * documents // files:(n + 1) * documents // files]):
+            response = writer.page(page)
+            if n == 0 and i == 0:
+                writer.revisit_and_metadata(page, response)
+        now = writer.now
+        storage.write_bytes_atomic(path, stream.getvalue())
         paths.append(path)
     return sorted(paths)

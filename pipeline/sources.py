@@ -6,10 +6,9 @@ documents; rows that cannot be documents travel beside them as removed rows with
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, Iterator
 
 import fsspec
@@ -19,7 +18,9 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from crawl2model.pipeline import warc
+from crawl2model.pipeline.jsonl import read_jsonl
 from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON
+from crawl2model.pipeline import storage
 from crawl2model.pipeline.storage import expand_inputs
 
 KINDS = ("warc", "jsonl", "parquet")
@@ -71,7 +72,7 @@ def list_input_files(inputs: InputConfig, seed: int, output_dir: str) -> list[In
     if inputs.sample is not None:
         from crawl2model.pipeline.sample import write_sample_crawl
 
-        sample_dir = Path(output_dir) / "sample"
+        sample_dir = storage.join(output_dir, "sample")
         for path in write_sample_crawl(sample_dir, seed=seed, documents=inputs.sample.documents,
                                        files=inputs.sample.files):
             files.append(("warc", str(path)))
@@ -103,14 +104,11 @@ def _parquet_file(path: str, inputs: InputConfig) -> pq.ParquetFile:
 def _peek_columns(kind: str, path: str, inputs: InputConfig) -> list[str]:
     if kind == "parquet":
         return _parquet_file(path, inputs).schema_arrow.names
-    with fsspec.open(path, "rb", compression="infer", **inputs.storage_options) as fh:
-        for _, line in zip(range(1000), fh):  # the first object line: malformed ones are the reader's to report
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                return list(row)
+    for number, row in read_jsonl(path, storage_options=inputs.storage_options):
+        if number > 1000:
+            break
+        if isinstance(row, dict):  # the first object line: malformed ones are the reader's to report
+            return list(row)
     return []
 
 
@@ -155,22 +153,15 @@ def _to_chunk(kept: list[dict], removed: list[dict], schema: pa.Schema | None) -
 
 def _jsonl_rows(file: InputFile, inputs: InputConfig, counts: Counter[str]) -> Iterator[dict[str, Any]]:
     name = PurePosixPath(file.path).name
-    with fsspec.open(file.path, "rt", compression="infer", encoding="utf-8", errors="replace",
-                     **inputs.storage_options) as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            counts["lines"] += 1
-            key = f"{name}:{number}"
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError("a line must hold a JSON object")
-            except ValueError as error:
-                yield {"id": warc.doc_id(key), "source": file.path, DROP_REASON: "read:bad_json",
-                       DROP_DETAIL: f"line {number}: {error}"[:300]}
-                continue
-            yield _as_document(row, key, file.path, inputs)
+    for number, row in read_jsonl(file.path, errors="replace", storage_options=inputs.storage_options):
+        counts["lines"] += 1
+        key = f"{name}:{number}"
+        if not isinstance(row, dict):
+            error = row if isinstance(row, ValueError) else "a line must hold a JSON object"
+            yield {"id": warc.doc_id(key), "source": file.path, DROP_REASON: "read:bad_json",
+                   DROP_DETAIL: f"line {number}: {error}"[:300]}
+            continue
+        yield _as_document(row, key, file.path, inputs)
 
 
 def _as_document(row: dict[str, Any], key: str, source: str, inputs: InputConfig) -> dict[str, Any]:

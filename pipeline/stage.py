@@ -10,10 +10,13 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:  # for annotations only: the plan is built on top of stages
+    from crawl2model.pipeline.plan import StageNode
 
 DROP_REASON = "drop_reason"  # null keeps the row; a string names the rule that removed it
 DROP_DETAIL = "drop_detail"  # optional: what exactly went wrong (an error message, a size)
@@ -77,12 +80,16 @@ class Stage:
     def process(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        """`process` after `setup`, which runs once, on first use: how the runner (and a test) applies a stage."""
+    def ready(self) -> Stage:
+        """The stage, set up (once)."""
         if not self.__dict__.get("_set_up"):
             self.setup()
             self._set_up = True
-        return self.process(batch)
+        return self
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """`process` after `setup`, which runs once, on first use: how the runner (and a test) applies a stage."""
+        return self.ready().process(batch)
 
     @classmethod
     def resources_for(cls, config: StageConfig) -> Resources:
@@ -96,11 +103,10 @@ class Stage:
         return []
 
     @classmethod
-    def bind(cls, config: StageConfig, upstream: list[tuple[str, type[Stage], StageConfig]],
-             run_dir: str) -> StageConfig:
-        """The config with what it takes from earlier stages filled in (an apply stage: the path of
-        the model a train stage before it makes). `upstream` lists the stages this one reads from,
-        directly or not, nearest first, as (name, class, config). Raise ValueError to explain
+    def bind(cls, config: StageConfig, upstream: list[StageNode]) -> StageConfig:
+        """The config with what it takes from earlier stages filled in: the path of the tokenizer,
+        token shards or model an upstream stage makes (`node.artifact_dir`). `upstream` lists the
+        stages this one reads from, directly or not, nearest first. Raise ValueError to explain
         what is missing; called once, when the run's config is loaded."""
         return config
 

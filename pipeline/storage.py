@@ -1,55 +1,145 @@
-"""Shard IO: every file of a run is written under a temporary name and renamed when complete,
-so a killed run never leaves a half-written shard that a resumed run would trust.
+"""Storage: every byte a run reads or writes goes through here, to a local path or an fsspec URL
+(`s3://bucket/run`, `gs://...`, `memory://...`) alike.
 
-Paths are local paths or fsspec URLs; the same code writes to a laptop disk or an object store.
+Every file is written under a temporary name and renamed when complete, so a killed run never
+leaves a half-written file that a resumed run would trust. Where a library can read only a local
+file (memory-mapped token shards, `Tokenizer.from_file`, fastText), `local_copy` gives one: the file
+itself when it is local, else a copy in a local cache named by its content hash (or, when that is
+not known beforehand, by its size and version), made once per machine.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import tempfile
 import uuid
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+log = logging.getLogger(__name__)
 
 GLOB_CHARS = "*?["
 PARQUET_OPTIONS = {"compression": "zstd", "row_group_size": 10_000}  # fixed options: same bytes on every run
+CACHE_ENV = "CRAWL2MODEL_CACHE"  # where local copies of remote files go (default: the temp dir)
 
 
-@dataclass(frozen=True)
-class FileInfo:
+class FileInfo(BaseModel):
+    """A file written: where, how many rows, bytes, and its sha256."""
+
     path: str
     rows: int
     bytes: int
     sha256: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def relative_to(self, root: str) -> FileInfo:
+        return self.model_copy(update={"path": relative(self.path, root)})
 
 
 def join(*parts: str) -> str:
     return "/".join(p.rstrip("/") for p in parts)
 
 
+def is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def relative(path: str, root: str) -> str:
+    """`path` relative to the run directory `root` (unchanged when it lies elsewhere)."""
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else path
+
+
+def absolute(path: str, root: str) -> str:
+    """A path from a record (relative to `root`, or already absolute or a URL) made whole."""
+    if "://" in path or os.path.isabs(path):
+        return path
+    return join(root, path)
+
+
 def _fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fsspec.core.url_to_fs(path)
 
 
-def write_bytes_atomic(path: str, data: bytes) -> None:
+def write_bytes_atomic(path: str, data: bytes, sync: bool = False) -> None:
+    """Write to a temporary name, then rename. `sync`: on a local disk, flush the file to the
+    device before the rename, so a power cut leaves the old file or the new one, never an empty one."""
     fs, local = _fs(path)
     fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
     temporary = f"{local}.tmp-{uuid.uuid4().hex[:8]}"
+    if sync and is_local(path):
+        with open(temporary, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, local)
+        return
     with fs.open(temporary, "wb") as fh:
         fh.write(data)
     fs.mv(temporary, local)
 
 
-def write_file(path: str, data: bytes, rows: int) -> FileInfo:
+def read_bytes(path: str) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
+    fs, local = _fs(path)
+    try:
+        with fs.open(local, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with fsspec.open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(2**22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_copy(path: str, sha256: str | None = None) -> str:
+    """A local path holding the bytes of `path`: itself when local; else a cached copy, named by
+    `sha256` when given (and checked against it), or by the file's size and version."""
+    if is_local(path):
+        return _fs(path)[1]
+    fs, remote = _fs(path)
+    if sha256 is None:
+        info = fs.info(remote)
+        version = [path, info.get("size"), info.get("mtime") or info.get("ETag") or info.get("LastModified")]
+        key = "v-" + hashlib.sha256(repr(version).encode()).hexdigest()[:32]
+    else:
+        key = sha256
+    copy = os.path.join(os.environ.get(CACHE_ENV) or os.path.join(tempfile.gettempdir(), "crawl2model-cache"),
+                        key, os.path.basename(remote.rstrip("/")))
+    if os.path.exists(copy):
+        return copy
+    os.makedirs(os.path.dirname(copy), exist_ok=True)
+    part = f"{copy}.{os.getpid()}.{uuid.uuid4().hex[:6]}.part"  # workers on one machine may fetch it at once
+    digest = hashlib.sha256()
+    with fs.open(remote, "rb") as source, open(part, "wb") as target:
+        for block in iter(lambda: source.read(2**22), b""):
+            digest.update(block)
+            target.write(block)
+    if sha256 is not None and digest.hexdigest() != sha256:
+        os.remove(part)
+        raise ValueError(f"{path}: its sha256 is {digest.hexdigest()[:16]}..., the record says {sha256[:16]}...")
+    os.replace(part, copy)
+    log.info("local copy of %s at %s", path, copy)
+    return copy
+
+
+def write_file(path: str, data: bytes, rows: int = 0) -> FileInfo:
     write_bytes_atomic(path, data)
-    return FileInfo(path=path, rows=rows, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    return FileInfo(path=path, rows=rows, bytes=len(data), sha256=sha256_bytes(data))
 
 
 def write_parquet(path: str, table: pa.Table) -> FileInfo:
@@ -65,17 +155,23 @@ def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
     return pq.read_table(local, columns=columns, filesystem=fs)
 
 
-def write_json(path: str, obj: Any, sort_keys: bool = True) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n").encode())
+def write_json(path: str, obj: Any, sort_keys: bool = True) -> FileInfo:
+    return write_file(path, (json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n").encode())
 
 
 def read_json(path: str) -> Any | None:
     """The parsed file, or None when it does not exist."""
+    data = read_bytes(path)
+    return None if data is None else json.loads(data)
+
+
+def size(path: str) -> int | None:
+    """The file's size in bytes, or None when it does not exist."""
     fs, local = _fs(path)
-    if not fs.exists(local):
+    try:
+        return fs.size(local)
+    except FileNotFoundError:
         return None
-    with fs.open(local, "rb") as fh:
-        return json.loads(fh.read())
 
 
 def exists(path: str) -> bool:
@@ -94,14 +190,16 @@ def read_parquet_files(paths: list[str], columns: list[str] | None = None, filte
 
 
 def list_files(directory: str, suffix: str, recursive: bool = False) -> list[str]:
-    """Finished files (no temporaries) in a directory (and its subdirectories), sorted by path."""
+    """Finished files (no temporaries) in a directory (and its subdirectories), sorted by path and
+    spelt as `directory` is (a local path, or a URL of its file system)."""
     fs, local = _fs(directory)
+    fs.invalidate_cache(local)  # an object store's cached listing misses what other workers wrote since
     if not fs.exists(local):
         return []
     found = fs.find(local) if recursive else fs.ls(local, detail=False)
-    names = sorted(p for p in found if p.endswith(suffix))
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return names if protocol == "file" else [fs.unstrip_protocol(p) for p in names]
+    root = local.rstrip("/") + "/"
+    tails = sorted(p[len(root):] for p in found if p.startswith(root) and p.endswith(suffix) and ".tmp-" not in p)
+    return [join(directory, tail) for tail in tails]
 
 
 def remove_tree(path: str) -> None:

@@ -5,46 +5,21 @@ same 32-bit shingle hashes (tests check it): the permutations are datasketch's o
 is speed. datasketch hashes each shingle in a Python loop and builds one matrix per document; here a
 whole batch is hashed with numpy (words once each, n-grams from word hashes), and the permutation
 matrix is built in cache-sized blocks, transposed so the min per document is a contiguous reduce.
+Words are those of `fold` (stages/_text.py), which exact_dedup's document keys share.
 Large fresh numpy arrays cost page faults on every call, so work goes in blocks of bounded size.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
-import sys
-import unicodedata
 
 import numpy as np
+
+from crawl2model.stages._text import fold
 
 _M64 = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier that chains word hashes into an n-gram hash
 _BLOCK_BYTES = 1 << 20  # text hashed per block
 _BLOCK_SHINGLES = 8192  # shingles per permutation block: (num_perm x 8192) uint32 stays in cache
-
-
-@functools.lru_cache(maxsize=1)
-def _fold_tables() -> tuple[dict[int, str], np.ndarray]:
-    """Punctuation, symbols, separators and control characters become spaces; decimal digits
-    become '0'; so 'Page 12!' and 'page 7' normalise to the same words. As a `str.translate` table
-    (fast on ASCII text) and as a lookup array over all code points (fast on any text)."""
-    table, lookup = {}, np.arange(sys.maxunicode + 1, dtype=np.uint32)
-    for code in range(sys.maxunicode + 1):
-        category = unicodedata.category(chr(code))
-        if category[0] in "PSZ" or category == "Cc":
-            table[code], lookup[code] = " ", 32
-        elif category == "Nd":
-            table[code], lookup[code] = "0", 48
-    return str.maketrans(table), lookup
-
-
-def normalize(text: str) -> str:
-    """NFKC, lower case, punctuation and symbols folded to spaces, digits to 0."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    table, lookup = _fold_tables()
-    if text.isascii():
-        return text.translate(table)
-    # str.translate looks each non-ASCII character up in a dict: 3x slower than this
-    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
-    return lookup[codes].tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def fmix32(h: np.ndarray) -> np.ndarray:
@@ -94,7 +69,7 @@ def shingle_hashes(texts: list[str], ngram: int) -> tuple[np.ndarray, np.ndarray
     """32-bit hashes of the word n-grams of each text, and per-text offsets into them
     (text i has hashes[offsets[i]:offsets[i+1]]). A text of fewer than `ngram` words is one
     shingle of all its words; a text with no words has none."""
-    encoded = [normalize(t).encode() for t in texts]
+    encoded = [fold(t).encode() for t in texts]
     hashes, counts = [], np.zeros(len(texts), np.int64)
     start = 0
     while start < len(encoded):  # blocks of about _BLOCK_BYTES, whole documents

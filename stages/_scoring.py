@@ -19,8 +19,9 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from crawl2model.classifiers.fasttext_file import check_model_file
-from crawl2model.classifiers.model import Classifier, local_file, read_metadata
+from crawl2model.classifiers.model import Classifier, read_metadata
 from crawl2model.classifiers.text import paragraphs
+from crawl2model.pipeline import storage
 from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
 from crawl2model.stages._filter import RATIO_EDGES, valid_text
 
@@ -44,7 +45,7 @@ class ScoreConfig(StageConfig):
             return self
         if "://" not in self.model:
             self.model = str(Path(self.model).expanduser().absolute())  # workers may start elsewhere
-        labels = check_model_file(local_file(self.model))
+        labels = check_model_file(storage.local_copy(self.model))
         label = self.label or read_metadata(self.model).get("positive") or (labels[0] if len(labels) == 1 else None)
         if label is None:
             raise ValueError(f"set `label` to the label to score, one of the model's labels {labels}")
@@ -68,25 +69,25 @@ class ScoreStage(Stage):
         raise NotImplementedError
 
     @classmethod
-    def bind(cls, config: ScoreConfig, upstream, run_dir: str) -> ScoreConfig:
+    def bind(cls, config: ScoreConfig, upstream) -> ScoreConfig:
         from crawl2model.stages.train_classifier import TrainClassifier
 
         if config.model is not None:
             if config.trained_by is not None:
                 raise ValueError("give `model` (a file) or `trained_by` (a train_classifier stage), not both")
             return config
-        trainers = [(name, options) for name, stage, options in upstream if issubclass(stage, TrainClassifier)]
+        trainers = [node for node in upstream if issubclass(node.cls, TrainClassifier)]
         if config.trained_by is not None:
-            trainers = [(name, options) for name, options in trainers if name == config.trained_by]
+            trainers = [node for node in trainers if node.name == config.trained_by]
             if not trainers:
                 raise ValueError(f"trained_by: '{config.trained_by}' is not a train_classifier stage this one "
                                  "reads from (directly or through the stages in `after:`)")
         if not trainers:
             raise ValueError("no model: set `model:` to a fastText model file, or put a train_classifier "
                              "stage before this one")
-        name, options = trainers[0]
-        return config.model_copy(update={"model": TrainClassifier.model_path(options, run_dir, name),
-                                         "trained_by": name, "label": config.label or options.positive})
+        found = trainers[0]
+        return config.model_copy(update={"model": TrainClassifier.model_path(found.config, found.artifact_dir),
+                                         "trained_by": found.name, "label": config.label or found.config.positive})
 
     @classmethod
     def data_files(cls, config: ScoreConfig) -> list[str]:
@@ -98,8 +99,6 @@ class ScoreStage(Stage):
         self.classifier = Classifier.load(self.config.model, self.config.label, self.config.max_chars)
 
     def process(self, batch: pa.Table) -> pa.Table:
-        if not hasattr(self, "classifier"):
-            self.setup()
         batch = valid_text(batch)
         scores = self.score(batch.column("text").combine_chunks())
         empty = np.isnan(scores)

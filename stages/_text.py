@@ -1,4 +1,12 @@
-"""Word splitting and stop words per language, defined once for every filter.
+"""The filters' text toolkit, each idea defined once: punctuation tables, abbreviations,
+normalisation, word splitting, and stop words per language.
+
+Punctuation: `TERMINAL_PUNCTUATION` (every Unicode sentence terminator, datatrove's; FineWeb's
+line rule), `PUNCTUATION` (datatrove's punctuation set, those terminators included; Gopher's
+symbol test) and `SENTENCE_END` (spaCy's sentence ends, the terminators less a few newer ones;
+C4's sentence count). `ABBREVIATIONS`: spaCy's English exceptions that keep their period (C4's
+sentence count; word splitting below). Normalisation: `nfkc_casefold` (badwords matching) and
+`fold` (dedup keys: punctuation and digits folded too).
 
 Words are split the way the FineWeb/Gopher implementations count them: word tokens *and*
 punctuation tokens, so ratios such as "share of words with a letter" mean the same here as there.
@@ -11,8 +19,80 @@ and a filter passes such documents through, counting them in its stats.
 """
 from __future__ import annotations
 
+import functools
 import re
+import sys
+import unicodedata
 from itertools import compress, count
+
+import numpy as np
+
+# datatrove.utils.text.TERMINAL_PUNCTUATION (every Unicode sentence terminator), as one string
+TERMINAL_PUNCTUATION = (
+    "!.?\u0589\u061d\u061e\u061f\u06d4\u0700\u0701\u0702\u07f9\u0837\u0839\u083d\u083e\u0964"
+    "\u0965\u104a\u104b\u1362\u1367\u1368\u166e\u1735\u1736\u17d4\u17d5\u17d6\u17d9\u17da\u1803"
+    "\u1809\u1944\u1945\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1b7d\u1b7e\u1c3b\u1c3c"
+    "\u1c7e\u1c7f\u203c\u203d\u2047\u2048\u2049\u2e2e\u2e3c\u2e53\u2e54\u3002\ua4ff\ua60e\ua60f"
+    "\ua6f3\ua6f7\ua876\ua877\ua8ce\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb"
+    "\ufe52\ufe56\ufe57\uff01\uff0e\uff1f\uff61\U00010a56\U00010a57\U00010f55\U00010f56"
+    "\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87\U00010f88\U00010f89\U00011047\U00011048"
+    "\U000110be\U000110bf\U000110c0\U000110c1\U00011141\U00011142\U00011143\U000111c5\U000111c6"
+    "\U000111cd\U000111de\U000111df\U00011238\U00011239\U0001123b\U0001123c\U000112a9\U0001144b"
+    "\U0001144c\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb\U000115cc\U000115cd\U000115ce"
+    "\U000115cf\U000115d0\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5\U000115d6\U000115d7"
+    "\U00011641\U00011642\U0001173c\U0001173d\U0001173e\U00011944\U00011946\U00011a42\U00011a43"
+    "\U00011a9b\U00011a9c\U00011c41\U00011c42\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016a6e"
+    "\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44\U00016e98\U0001bc9f\U0001da88"
+)
+# datatrove's PUNCTUATION_SET as one string: its PUNCTUATION (ASCII and CJK marks, control
+# characters), then the terminators it lacks
+_DATATROVE_PUNCTUATION = ("!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
+                          + "".join(map(chr, [*range(9), *range(11, 13), *range(13, 32), *range(127, 160)])))
+PUNCTUATION = _DATATROVE_PUNCTUATION + "".join(c for c in TERMINAL_PUNCTUATION if c not in _DATATROVE_PUNCTUATION)
+# spaCy's Sentencizer.default_punct_chars: the terminators less those its list predates
+SENTENCE_END = frozenset(TERMINAL_PUNCTUATION) - frozenset(
+    "\u061d\u061e\u0837\u0839\u083d\u083e\u17d4\u17d5\u17d6\u17d9\u17da\u1b7d\u1b7e\u2e53\u2e54\U00010f55"
+    "\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87\U00010f88\U00010f89\U00011944\U00011946"
+    "\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016e98")
+
+# spaCy's English tokenizer exceptions that end in a period: it keeps the period on these tokens
+ABBREVIATIONS = frozenset("""Adm. Ak. Ala. Apr. Ariz. Ark. Aug. Bros. Calif. Co. Colo. Conn. Corp. D.C. Dec. Del. Dr. E.G.
+E.g. Feb. Fla. Ga. Gen. Gov. I.E. I.e. Ia. Id. Ill. Inc. Ind. Jan. Jr. Jul. Jun. Kan. Kans. Ky. La. Ltd. Mar. Mass. Md.
+Messrs. Mich. Minn. Miss. Mo. Mont. Mr. Mrs. Ms. Mt. N.C. N.D. N.H. N.J. N.M. N.Y. Neb. Nebr. Nev. Nov. Oct. Okla. Ore.
+Pa. Ph.D. Prof. Rep. Rev. S.C. Sen. Sep. Sept. St. Tenn. Va. Wash. Wis. a.m. co. e.g. i.e. p.m. v.s. vs. ._.""".split()  # noqa: SIM905
+                          + [f"{c}." for c in "abcdefghijklmnopqrstuvwxyzäöü"])
+
+
+def nfkc_casefold(text: str) -> str:
+    """NFKC, then case folding: `Ｓｃｈｅｉßｅ` and `SCHEISSE` become `scheisse` alike."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+@functools.lru_cache(maxsize=1)
+def _fold_tables() -> tuple[dict[int, str], np.ndarray]:
+    """Punctuation, symbols, separators and control characters become spaces; decimal digits
+    become '0'; so 'Page 12!' and 'page 7' normalise to the same words. As a `str.translate` table
+    (fast on ASCII text) and as a lookup array over all code points (fast on any text)."""
+    table, lookup = {}, np.arange(sys.maxunicode + 1, dtype=np.uint32)
+    for code in range(sys.maxunicode + 1):
+        category = unicodedata.category(chr(code))
+        if category[0] in "PSZ" or category == "Cc":
+            table[code], lookup[code] = " ", 32
+        elif category == "Nd":
+            table[code], lookup[code] = "0", 48
+    return str.maketrans(table), lookup
+
+
+def fold(text: str) -> str:
+    """NFKC, lower case, punctuation and symbols folded to spaces, digits to 0: what deduplication
+    compares (minhash shingles, exact_dedup's document keys)."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    table, lookup = _fold_tables()
+    if text.isascii():
+        return text.translate(table)
+    # str.translate looks each non-ASCII character up in a dict: 3x slower than this
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    return lookup[codes].tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def _marks() -> str:
@@ -32,12 +112,11 @@ def _marks() -> str:
 
 _W = rf"\w{_marks()}"  # a word character, marks included: use as [{_W}] or [^{_W}]
 _URL = r"(?:https?://|www\.)[^\s<>\"'()\[\]]*[^\s<>\"'()\[\].,;:!?]"  # trailing punctuation left out
-# Abbreviations spaCy keeps with their period (its English exceptions). A single letter keeps it
-# too, and so does an initialism ending in a capital (U.S.); d.h. splits as d.h|. there as well.
-_ABBREVIATIONS = ("Adm Ak Ala Apr Ariz Ark Aug Bros Calif Co Colo Conn Corp Dec Del Dr Feb Fla Ga Gen Gov Ia Id "
-                  "Ill Inc Ind Jan Jr Jul Jun Kan Kans Ky La Ltd Mar Mass Md Messrs Mich Minn Miss Mo Mont Mr Mrs "
-                  "Ms Mt Neb Nebr Nev Nov Oct Okla Ore Pa Prof Rep Rev Sen Sep Sept St Tenn Va Wash Wis co vs "
-                  "Ph.D a.m p.m e.g i.e E.g I.e v.s").split()
+# Abbreviations spaCy keeps with their period (`ABBREVIATIONS`, without it). A single letter keeps
+# it too, and so does an initialism ending in a capital (U.S.), listed or not: the second and
+# third branches below take those; d.h. splits as d.h|. there as well.
+_ABBREVIATIONS = sorted(a.removesuffix(".") for a in ABBREVIATIONS
+                        if a[0].isalpha() and not re.fullmatch(r"[^\W\d_]\.|(?:[A-Z]\.)+", a))
 _ABBREVIATION = (r"(?=\w(?:\w|\.\w){0,5}\.)"  # all need a period within a few letters: most words fail here, fast
                  rf"(?:(?<![{_W}])(?:{'|'.join(re.escape(a) for a in _ABBREVIATIONS)})\.(?![{_W}.])"
                  rf"|(?:[^\W\d_a-z]\.)+[A-Z]\.(?![{_W}.])"
@@ -134,8 +213,3 @@ def _split_spelled_clitics(tokens: list[str]) -> list[str]:
 def has_rules(language: str) -> bool:
     """Whether word-based rules (stop words, word lengths) mean anything for this language."""
     return language in STOP_WORDS
-
-
-def lines(text: str) -> list[str]:
-    """Non-empty lines, stripped."""
-    return [line.strip() for line in text.split("\n") if line.strip()]

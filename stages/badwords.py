@@ -37,11 +37,12 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
-from crawl2model.stages._text import NO_SPACES, split_words
+from crawl2model.stages._text import NO_SPACES, nfkc_casefold, split_words
 from crawl2model.stages._trie import trie_pattern
 
-# Share of flagged words per document; fixed edges (plus the threshold) so workers' histograms add up.
-RATIO_EDGES = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+# Share of flagged words per document, finer than the filters' RATIO_EDGES near 0 (a few words in a
+# hundred is already much); fixed edges (plus the threshold) so workers' histograms add up.
+BADWORD_RATIO_EDGES = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 _LIST_NAME = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*(?:\.txt)?$")
 
 
@@ -57,10 +58,6 @@ _UNSPACED_SCRIPTS = ("\u0e00-\u0eff"      # Thai, Lao
 def word_class(spaced: bool) -> str:
     """A regex for one word character; for languages without spaces, word characters of other scripts only."""
     return r"\w" if spaced else f"(?![{_UNSPACED_SCRIPTS}])\\w"
-
-
-def normalize(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).casefold()
 
 
 class Matcher:
@@ -111,7 +108,7 @@ def read_list(path: Path) -> list[str]:
     """Normalised entries of a list file: whitespace collapsed, duplicates, blanks and # comments dropped."""
     entries = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        entry = " ".join(normalize(line).split())
+        entry = " ".join(nfkc_casefold(line).split())
         if entry and not entry.startswith("#"):
             entries.append(entry)
     return sorted(set(entries))
@@ -179,8 +176,6 @@ class BadWords(Stage):
 
     def _language_key(self, language: str) -> str | None:
         """The list for a language: the exact tag, else its primary subtag (`fr-CA` -> `fr`)."""
-        if not hasattr(self, "patterns"):
-            self.setup()
         tag = language.strip().lower().replace("_", "-")
         if tag in self.patterns:
             return tag
@@ -189,10 +184,8 @@ class BadWords(Stage):
 
     def measure(self, text: str, language: str) -> tuple[float, Counter]:
         """(share of flagged words, flagged entries counted) for one document."""
-        if not hasattr(self, "patterns"):
-            self.setup()
         pattern = self.patterns[language]
-        text = normalize(text)
+        text = nfkc_casefold(text)
         hits = Counter(" ".join(m.split()) for m in pattern.findall(text))
         if not hits:
             return 0.0, hits
@@ -222,7 +215,7 @@ class BadWords(Stage):
             reasons.append(reason if ratio > limit else None)
         self.counters["flagged_words"] += sum(words.values())
         self._count_top_words(words)
-        self.observe("badword_ratio", ratios, sorted(set(RATIO_EDGES) | {limit}))
+        self.observe("badword_ratio", ratios, sorted(set(BADWORD_RATIO_EDGES) | {limit}))
         return batch.append_column(DROP_REASON, pa.array(reasons, pa.string()))
 
     def _count_top_words(self, words: Counter) -> None:

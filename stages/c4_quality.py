@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
 from crawl2model.stages._filter import COUNT_EDGES, RATIO_EDGES, document_languages, valid_text
-from crawl2model.stages._text import has_rules
+from crawl2model.stages._text import ABBREVIATIONS, SENTENCE_END, has_rules
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
@@ -127,13 +127,6 @@ class C4Quality(Stage):
         return batch.append_column(DROP_REASON, pa.array(reasons, pa.string()))
 
 
-SENTENCE_END = frozenset("!.?։؟۔܀܁܂߹।॥၊။።፧፨᙮᜵᜶᠃᠉᥄᥅᪨᪩᪪᪫᭚᭛᭞᭟᰻᰼᱾᱿‼‽⁇⁈⁉⸮⸼꓿꘎꘏꛳꛷꡶꡷꣎꣏꤯꧈꧉꩝꩞꩟꫰꫱꯫﹒﹖﹗！．？｡。"
-                         "𐩖𐩗𑁇𑁈𑂾𑂿𑃀𑃁𑅁𑅂𑅃𑇅𑇆𑇍𑇞𑇟𑈸𑈹𑈻𑈼𑊩𑑋𑑌𑗂𑗃𑗉𑗊𑗋𑗌𑗍𑗎𑗏𑗐𑗑𑗒𑗓𑗔𑗕𑗖𑗗𑙁𑙂𑜼𑜽𑜾𑩂𑩃𑪛𑪜𑱁𑱂𖩮𖩯𖫵𖬷𖬸𖭄𛲟𝪈")
-ABBREVIATIONS = frozenset("""Adm. Ak. Ala. Apr. Ariz. Ark. Aug. Bros. Calif. Co. Colo. Conn. Corp. D.C. Dec. Del. Dr. E.G.
-E.g. Feb. Fla. Ga. Gen. Gov. I.E. I.e. Ia. Id. Ill. Inc. Ind. Jan. Jr. Jul. Jun. Kan. Kans. Ky. La. Ltd. Mar. Mass. Md.
-Messrs. Mich. Minn. Miss. Mo. Mont. Mr. Mrs. Ms. Mt. N.C. N.D. N.H. N.J. N.M. N.Y. Neb. Nebr. Nev. Nov. Oct. Okla. Ore.
-Pa. Ph.D. Prof. Rep. Rev. S.C. Sen. Sep. Sept. St. Tenn. Va. Wash. Wis. a.m. co. e.g. i.e. p.m. v.s. vs. ._.""".split()  # noqa: SIM905
-                          + [f"{c}." for c in "abcdefghijklmnopqrstuvwxyzäöü"])
 _SENTENCE_END_RE = re.compile("[" + re.escape("".join(sorted(SENTENCE_END))) + "]")
 _INFIX_PERIOD = re.compile(r"(?<=[^\W\d_])\.(?=[^\W\d_])")  # letter.letter; split when lower.Upper
 

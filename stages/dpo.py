@@ -1,7 +1,7 @@
 """`dpo`: preference alignment (DPO) of the model an `sft` stage before it fine-tuned (else the
 `pretrain` stage's, or `start:`) on the pairs in `data` (JSONL: prompt/chosen/rejected, or
-HH-RLHF's dialogue pairs); train/align.py does the work. Writes `<run>/checkpoints/dpo/step-NNNNNN/`
-and metrics.jsonl with the rewards. It removes nothing.
+HH-RLHF's dialogue pairs); train/align.py does the work. Writes its checkpoint and metrics.jsonl
+(with the rewards) in its artifact folder. It removes nothing.
 """
 from __future__ import annotations
 
@@ -18,25 +18,24 @@ from crawl2model.train.align import DPOConfig
 class DPOStageConfig(StageConfig, DPOConfig):
     data: list[str] = Field(min_length=1)  # JSONL (or .jsonl.gz) files of preference pairs
     start: str | None = None  # a checkpoint folder; unset: the sft (else pretrain) stage's last one
-    tokenizer: str | None = None  # unset: the run's
+    tokenizer: str | None = None  # unset: the start checkpoint's own
     cpus: int = Field(1, ge=1)
 
 
 class DPO(TrainingStage):
     type_name = "dpo"
     Config = DPOStageConfig
-    checkpoints = "dpo"
 
     @classmethod
     def steps(cls, config: DPOStageConfig) -> int:
         return config.steps
 
     @classmethod
-    def bind(cls, config: DPOStageConfig, upstream, run_dir: str) -> DPOStageConfig:
+    def bind(cls, config: DPOStageConfig, upstream) -> DPOStageConfig:
         from crawl2model.stages.pretrain import Pretrain
         from crawl2model.stages.sft import SFT
 
-        return bind_start(config, upstream, run_dir, (SFT, Pretrain))
+        return bind_start(config, upstream, (SFT, Pretrain))
 
     @classmethod
     def data_files(cls, config: DPOStageConfig) -> list[str]:
@@ -49,7 +48,6 @@ class DPO(TrainingStage):
 
         torch.set_num_threads(self.config.cpus)
         settings = DPOConfig.model_validate(self.config.model_dump(exclude={"data", "start", "tokenizer", "cpus"}))
-        result = train_dpo(self.config.start, self.config.data, self.config.tokenizer,
-                           checkpoint.run_checkpoints(ctx.run_dir, "dpo"),
-                           settings, log=lambda _: None)
+        tokenizer = checkpoint.tokenizer_file(self.config.start, self.config.tokenizer)
+        result = train_dpo(self.config.start, self.config.data, tokenizer, ctx.artifact_dir, settings, log=lambda _: None)
         return pa.table({key.replace("/", "_"): [value] for key, value in result.items()})

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 
 from crawl2model.pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext
 from crawl2model.pipeline.stage import DROP_REASON, DUPLICATE_OF, StageConfig
-from crawl2model.stages._minhash import normalize as fold
+from crawl2model.stages._text import fold
 
 
 class ExactDedupConfig(StageConfig):

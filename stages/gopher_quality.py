@@ -5,7 +5,8 @@ average, too many `#` or ellipses per word, mostly bullet lines or lines ending 
 too few words with a letter, or fewer than `min_stop_words` of its language's stop words.
 Every threshold can be set; None turns its rule off. Measures follow datatrove's
 GopherQualityFilter, so the FineWeb defaults mean the same here:
-- word counts and mean length use words with a character that is not punctuation;
+- word counts and mean length use words with a character that is not punctuation
+  (datatrove's PUNCTUATION_SET, `PUNCTUATION` in stages/_text.py);
   the ratios divide by all tokens, punctuation included (`split_words`);
 - line ratios divide by every line of `str.splitlines()`, blank ones included;
 - stop words are matched case-sensitively, each counted once.
@@ -18,25 +19,9 @@ import re
 from typing import ClassVar
 
 from crawl2model.stages._filter import COUNT_EDGES, DocumentFilter, FilterConfig, above, below
-from crawl2model.stages._text import STOP_WORDS, has_rules, split_words
+from crawl2model.stages._text import PUNCTUATION, STOP_WORDS, has_rules, split_words
 
-# datatrove's PUNCTUATION_SET (its punctuation and its sentence-ending marks of every script): a
-# token made only of these is a symbol, not a word
-_PUNCTUATION = ("!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
-                + "".join(map(chr, [*range(9), *range(11, 13), *range(13, 32), *range(127, 160)])) + (
-    "։؝؞؟۔܀܁܂߹࠷࠹࠽࠾।॥၊။።፧፨᙮᜵᜶។៕៖៙៚᠃᠉᥄᥅᪨᪩᪪᪫᭚᭛᭞᭟᭽᭾᰻᰼᱾᱿‼‽⁇⁈⁉⸮⸼⹓⹔꓿꘎꘏꛳꛷꡶꡷꣎꣏꤯꧈꧉꩝꩞꩟"
-    "꫰꫱꯫﹒﹖﹗｡"
-    "\U00010a56\U00010a57\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86"
-    "\U00010f87\U00010f88\U00010f89\U00011047\U00011048\U000110be\U000110bf\U000110c0"
-    "\U000110c1\U00011141\U00011142\U00011143\U000111c5\U000111c6\U000111cd\U000111de"
-    "\U000111df\U00011238\U00011239\U0001123b\U0001123c\U000112a9\U0001144b\U0001144c"
-    "\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb\U000115cc\U000115cd\U000115ce"
-    "\U000115cf\U000115d0\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5\U000115d6"
-    "\U000115d7\U00011641\U00011642\U0001173c\U0001173d\U0001173e\U00011944\U00011946"
-    "\U00011a42\U00011a43\U00011a9b\U00011a9c\U00011c41\U00011c42\U00011ef7\U00011ef8"
-    "\U00011f43\U00011f44\U00016a6e\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44"
-    "\U00016e98\U0001bc9f\U0001da88"))
-_SYMBOLS_ONLY = re.compile(f"[{re.escape(_PUNCTUATION)}]+")
+_SYMBOLS_ONLY = re.compile(f"[{re.escape(PUNCTUATION)}]+")  # a token made only of these is a symbol, not a word
 _BULLETS = ("•", "-")
 _ELLIPSES = ("...", "…")
 

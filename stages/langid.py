@@ -126,8 +126,6 @@ class LangId(Stage):
         return labels, scores
 
     def process(self, batch: pa.Table) -> pa.Table:
-        if not hasattr(self, "model"):
-            self.setup()
         texts = [self.normalise(text) for text in batch.column("text").to_pylist()]
         labels, scores = self.predict(texts)
         reasons = [self.judge(text, label, score) for text, label, score in zip(texts, labels, scores)]

@@ -3,10 +3,10 @@ wrote (train/pretrain.py does the work; `pipeline train` runs the same outside a
 
 With `workers: 1`, one Ray task with the `cpus` and `gpus` it asks for trains the model; with more,
 Ray Train starts that many workers (each with `cpus` and `gpus`) as one data-parallel job (DDP or
-FSDP, `parallel:`), the same code `torchrun` runs. Checkpoints go to
-`<run>/checkpoints/pretrain/step-NNNNNN/` and `metrics.jsonl` beside them; a killed run resumes
-from the newest checkpoint, exactly. The stage removes nothing: stages after it read what its
-parent kept.
+FSDP, `parallel:`), the same code `torchrun` runs. Checkpoints go to the stage's artifact folder
+(`stages/<name>/artifact/step-NNNNNN/`) and `metrics.jsonl` beside them; a killed run resumes
+from the newest checkpoint, exactly. The token shards are those of the nearest `tokenize` stage
+upstream, or the folder given as `tokens:`. The stage removes nothing.
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from crawl2model.pipeline import storage
 from crawl2model.pipeline.global_stage import PhaseContext
 from crawl2model.pipeline.stage import Resources, StageConfig
 from crawl2model.stages._training import TrainingStage
-from crawl2model.train import checkpoint
 from crawl2model.train.loop import TrainConfig, total_steps
 
 
 class PretrainConfig(StageConfig, TrainConfig):
+    tokens: str | None = None  # a tokens folder; unset: the artifact of the nearest tokenize stage upstream
     cpus: int = Field(1, ge=1)  # per worker: Ray's CPUs for it, and torch's threads on a CPU
     gpus: int = Field(0, ge=0, le=1)  # per worker: 1 runs it on a GPU
     workers: int = Field(1, ge=1)  # more than 1: a Ray Train data-parallel job of this many workers
@@ -30,19 +30,21 @@ class PretrainConfig(StageConfig, TrainConfig):
 class Pretrain(TrainingStage):
     type_name = "pretrain"
     Config = PretrainConfig
-    checkpoints = "pretrain"
 
     @classmethod
     def steps(cls, config: PretrainConfig) -> int:
         return total_steps(config, 1)
 
     @classmethod
-    def bind(cls, config: PretrainConfig, upstream, run_dir: str) -> PretrainConfig:
+    def bind(cls, config: PretrainConfig, upstream) -> PretrainConfig:
         from crawl2model.stages.tokenize import Tokenize
 
-        if not any(issubclass(stage, Tokenize) for _, stage, _ in upstream):
-            raise ValueError("pretrain trains on <run>/tokens: put a `tokenize` stage before it")
-        return config
+        if config.tokens is not None:
+            return config
+        found = next((node for node in upstream if issubclass(node.cls, Tokenize)), None)
+        if found is None:
+            raise ValueError("nothing to train on: put a `tokenize` stage before pretrain, or set `tokens:`")
+        return config.model_copy(update={"tokens": found.artifact_dir})
 
     @classmethod
     def resources_for(cls, config: PretrainConfig) -> Resources:
@@ -50,9 +52,8 @@ class Pretrain(TrainingStage):
         return Resources(cpus=config.cpus, gpus=config.gpus) if config.workers == 1 else Resources(cpus=0)
 
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
-        job = {"tokens": storage.join(ctx.run_dir, "tokens"), "out": str(checkpoint.run_checkpoints(ctx.run_dir, "pretrain")),
-               "cpus": self.config.cpus,
-               "settings": self.config.model_dump(mode="json", exclude={"cpus", "gpus", "workers"})}
+        job = {"tokens": self.config.tokens, "out": ctx.artifact_dir, "cpus": self.config.cpus,
+               "settings": self.config.model_dump(mode="json", exclude={"cpus", "gpus", "workers", "tokens"})}
         if self.config.workers == 1:
             summary = train_worker(job)
         else:
@@ -60,7 +61,7 @@ class Pretrain(TrainingStage):
             from ray.train.torch import TorchTrainer
 
             trainer = TorchTrainer(train_worker, train_loop_config=job, run_config=RunConfig(
-                storage_path=storage.join(ctx.run_dir, "checkpoints", "ray-train"), name="pretrain"),
+                storage_path=storage.join(ctx.phases_dir, "ray-train"), name="pretrain"),
                 scaling_config=ScalingConfig(num_workers=self.config.workers, use_gpu=self.config.gpus > 0,
                                              resources_per_worker={"CPU": self.config.cpus}))
             trainer.fit()
@@ -81,6 +82,5 @@ def train_worker(job: dict) -> dict:
 def read_summary(out: str) -> dict:
     """The last line of metrics.jsonl: what rank 0 logged at the end."""
     import json
-    from pathlib import Path
 
-    return json.loads(Path(out, "metrics.jsonl").read_text().splitlines()[-1])
+    return json.loads((storage.read_bytes(storage.join(out, "metrics.jsonl")) or b"").decode().splitlines()[-1])

@@ -1,7 +1,7 @@
 """`sft`: supervised fine-tuning of the model a `pretrain` stage before it trained (or of `start:`)
 on conversations in `data` (JSONL: `prompt`/`response`, or `messages`), with the chat template
-and the pretraining loop (train/sft.py). Writes `<run>/checkpoints/sft/step-NNNNNN/`. It removes
-nothing: stages after it read what its parent kept.
+and the pretraining loop (train/sft.py). Writes checkpoints in its artifact folder, like
+`pretrain`. It removes nothing.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from crawl2model.train.loop import TrainConfig, total_steps
 class SFTConfig(StageConfig, TrainConfig):
     data: list[str] = Field(min_length=1)  # JSONL files of conversations
     start: str | None = None  # a checkpoint folder; unset: the pretrain stage's last one
-    tokenizer: str | None = None  # unset: the run's
+    tokenizer: str | None = None  # unset: the start checkpoint's own
     val_fraction: float = Field(0.05, ge=0, lt=1)
     cpus: int = Field(1, ge=1)
     gpus: int = Field(0, ge=0, le=1)
@@ -27,20 +27,19 @@ class SFTConfig(StageConfig, TrainConfig):
 class SFT(TrainingStage):
     type_name = "sft"
     Config = SFTConfig
-    checkpoints = "sft"
 
     @classmethod
     def steps(cls, config: SFTConfig) -> int:
         return total_steps(config, 1)
 
     @classmethod
-    def bind(cls, config: SFTConfig, upstream, run_dir: str) -> SFTConfig:
+    def bind(cls, config: SFTConfig, upstream) -> SFTConfig:
         from crawl2model.stages.pretrain import Pretrain
 
-        pretrained = next((options for _, stage, options in upstream if stage is Pretrain), None)
+        pretrained = next((node.config for node in upstream if node.cls is Pretrain), None)
         if config.start is None and pretrained is not None and config.seq_len > pretrained.seq_len:
             raise ValueError(f"seq_len {config.seq_len} is longer than the pretrained model's {pretrained.seq_len}")
-        return bind_start(config, upstream, run_dir, (Pretrain,))
+        return bind_start(config, upstream, (Pretrain,))
 
     @classmethod
     def data_files(cls, config: SFTConfig) -> list[str]:
@@ -54,7 +53,7 @@ class SFT(TrainingStage):
         torch.set_num_threads(self.config.cpus)
         settings = TrainConfig.model_validate(self.config.model_dump(
             exclude={"data", "start", "tokenizer", "val_fraction", "cpus", "gpus"}))
-        summary = train_sft(self.config.start, self.config.data, self.config.tokenizer,
-                            checkpoint.run_checkpoints(ctx.run_dir, "sft"), settings, val_fraction=self.config.val_fraction,
-                            log=lambda _: None)
+        tokenizer = checkpoint.tokenizer_file(self.config.start, self.config.tokenizer)
+        summary = train_sft(self.config.start, self.config.data, tokenizer, ctx.artifact_dir, settings,
+                            val_fraction=self.config.val_fraction, log=lambda _: None)
         return pa.table({key: [value] for key, value in summary.items() if value is not None})

@@ -1,5 +1,5 @@
 """`tokenize`: every document its parent kept, encoded with the run's tokenizer into memory-mappable
-token shards (format: train/tokens.py) under `<run>/tokens/{train,val}/`.
+token shards (format: train/tokens.py) under `{train,val}/` of the stage's artifact folder.
 
 Phases (see pipeline/global_stage.py):
 
@@ -8,15 +8,15 @@ Phases (see pipeline/global_stage.py):
    partition it is shuffled to, so token shards mix documents from the whole corpus.
 2. `write`, per partition: documents in key order, cut into Arrow IPC shards of about
    `shard_tokens` tokens each.
-3. `index`, once: `tokens/index.json` with every shard's token and document counts, the dtype,
-   vocabulary size, EOS id and the tokenizer's sha256 (the trainer checks it against its model).
+3. `index`, once: `index.json` with every shard's token and document counts, the dtype,
+   vocabulary size, EOS id and the tokenizer's sha256 (the trainer checks it against its model),
+   and a copy of the tokenizer beside it, so the folder is whole on its own.
 
-The tokenizer is `<run>/tokenizer/tokenizer.json` from a `train_tokenizer` stage earlier in the run,
-or any tokenizer.json given as `tokenizer:` (its contents are part of the stage's fingerprint).
+The tokenizer is the one the nearest `train_tokenizer` stage upstream made, or any tokenizer.json
+given as `tokenizer:` (its contents are part of the stage's fingerprint).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 
@@ -26,16 +26,18 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from crawl2model.pipeline import storage
-from crawl2model.pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext, seeded_keys
+from crawl2model.pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext
+from crawl2model.pipeline.sampling import seeded_keys
 from crawl2model.pipeline.stage import StageConfig
-from crawl2model.stages.train_tokenizer import EOS, tokenizer_file
-from crawl2model.train.tokens import INDEX, token_type, write_shard
+from crawl2model.model.special_tokens import EOS
+from crawl2model.train.tokens import INDEX, TOKENIZER, token_type, write_shard
 
 SPLITS = ("train", "val")
 
 
 class TokenizeConfig(StageConfig):
-    tokenizer: str | None = None  # a tokenizer.json; unset: the one train_tokenizer made in this run
+    tokenizer: str | None = None  # a tokenizer.json; unset: the one the nearest train_tokenizer upstream makes
+    trained_by: str | None = None  # that train_tokenizer stage (set when the config is loaded)
     eos: str = EOS  # appended to every document
     val_fraction: float = Field(0.005, ge=0, lt=1)  # documents held out for validation loss
     shard_tokens: int = Field(2**25, ge=1, lt=2**31)  # tokens per shard, about (the last of a partition is smaller)
@@ -47,7 +49,7 @@ class Tokenize(GlobalStage):
     Config = TokenizeConfig
     requires = ("id", "text")
     packages = ("tokenizers",)
-    judges = False
+    makes_artifact = True
     rows_per_partition = 200_000  # documents (each with its tokens) one write task holds
 
     def partitions(self, documents: int, cpus: int) -> int:
@@ -55,35 +57,41 @@ class Tokenize(GlobalStage):
         return max(1, math.ceil(documents / self.rows_per_partition))
 
     @classmethod
-    def data_files(cls, config: TokenizeConfig) -> list[str]:
-        return [config.tokenizer] if config.tokenizer else []
+    def bind(cls, config: TokenizeConfig, upstream) -> TokenizeConfig:
+        from crawl2model.stages.train_tokenizer import TrainTokenizer
+
+        if config.tokenizer is not None:
+            return config
+        found = next((node for node in upstream if issubclass(node.cls, TrainTokenizer)), None)
+        if found is None:
+            raise ValueError("no tokenizer: put a train_tokenizer stage before this one, or set `tokenizer:`")
+        return config.model_copy(update={"tokenizer": TrainTokenizer.tokenizer_file(found.artifact_dir),
+                                         "trained_by": found.name})
 
     @classmethod
-    def artifacts(cls, config: TokenizeConfig, run_dir: str, name: str) -> list[str]:
-        return [storage.join(run_dir, "tokens", INDEX)]
+    def data_files(cls, config: TokenizeConfig) -> list[str]:
+        """A tokenizer from outside the run; one trained in it is covered by its stage's fingerprint."""
+        return [config.tokenizer] if config.tokenizer and config.trained_by is None else []
 
     def phases(self) -> list[Phase]:
         return [Phase("encode", "shards", columns=("id", "text")), Phase("write", "partitions", reads="encode"),
                 Phase("index", "once")]
 
-    def tokenizer_path(self, ctx: PhaseContext) -> str:
-        return self.config.tokenizer or tokenizer_file(ctx.run_dir)
-
-    def _load(self, ctx: PhaseContext):
+    def _load(self):
         from tokenizers import Tokenizer
 
-        path = self.tokenizer_path(ctx)
-        if not storage.exists(path):
+        path = self.config.tokenizer
+        if path is None or not storage.exists(path):
             raise FileNotFoundError(f"no tokenizer at {path}: list a train_tokenizer stage before this one, "
                                     "or set `tokenizer:` to a tokenizer.json")
-        tokenizer = Tokenizer.from_file(path)
+        tokenizer = Tokenizer.from_file(storage.local_copy(path))
         if tokenizer.token_to_id(self.config.eos) is None:
             raise ValueError(f"the tokenizer at {path} has no token {self.config.eos!r} (eos)")
         return tokenizer
 
     def encode(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         os.environ.setdefault("RAYON_NUM_THREADS", "1")  # one core per Ray task: the runner parallelises
-        tokenizer = self._load(ctx)
+        tokenizer = self._load()
         dtype = token_type(tokenizer.get_vocab_size())
         eos = np.array([tokenizer.token_to_id(self.config.eos)], dtype.to_pandas_dtype())
         texts = table.column("text").to_pylist()
@@ -118,7 +126,7 @@ class Tokenize(GlobalStage):
                 stop = min(int(np.searchsorted(ends, done + self.config.shard_tokens)) + 1, part.num_rows)
                 name = f"{split}/part-{ctx.partition:05d}-{number:05d}.arrow"
                 chunk = ids.slice(start, stop - start).cast(pa.list_(ids.type.value_type))
-                info = write_shard(storage.join(ctx.run_dir, "tokens", name), chunk)
+                info = write_shard(storage.join(ctx.artifact_dir, name), chunk)
                 rows.append({"split": split, "path": name, "documents": stop - start,
                              "tokens": int(lengths[start:stop].sum()), "sha256": info.sha256,
                              "text_bytes": int(pc.sum(part.column("text_bytes").slice(start, stop - start)).as_py())})
@@ -128,23 +136,16 @@ class Tokenize(GlobalStage):
     def index(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
         written = ctx.read("write")
         rows = sorted(written.to_pylist(), key=lambda r: r["path"]) if written.num_rows else []
-        tokenizer = self._load(ctx)
-        with open(self.tokenizer_path(ctx), "rb") as fh:
-            tokenizer_sha256 = hashlib.sha256(fh.read()).hexdigest()
+        tokenizer = self._load()
+        copy = storage.write_file(storage.join(ctx.artifact_dir, TOKENIZER), storage.read_bytes(self.config.tokenizer))
         splits = {}
         for split in SPLITS:
             entries = [{k: r[k] for k in ("path", "tokens", "documents", "text_bytes", "sha256")}
                        for r in rows if r["split"] == split]
             splits[split] = {key: sum(e[key] for e in entries) for key in ("tokens", "documents", "text_bytes")}
             splits[split]["shards"] = entries
-        root = storage.join(ctx.run_dir, "tokens")
-        for split in SPLITS:  # files of an earlier run of this stage that this one did not write
-            listed = {storage.join(root, e["path"]) for e in splits[split]["shards"]}
-            for path in storage.list_files(storage.join(root, split), ".arrow"):
-                if path not in listed:
-                    storage.remove_tree(path)
-        storage.write_json(storage.join(root, INDEX), {
-            "tokenizer": self.tokenizer_path(ctx), "tokenizer_sha256": tokenizer_sha256,
+        storage.write_json(storage.join(ctx.artifact_dir, INDEX), {
+            "tokenizer": TOKENIZER, "tokenizer_sha256": copy.sha256,
             "vocab_size": tokenizer.get_vocab_size(), "dtype": str(token_type(tokenizer.get_vocab_size())),
             "eos_id": tokenizer.token_to_id(self.config.eos), "seed": self.config.seed,
             "val_fraction": self.config.val_fraction, "splits": splits})

@@ -8,10 +8,10 @@ a reference corpus, as GPT-3, CCNet and DCLM do). Phases (see pipeline/global_st
 1. `sample`, per shard (only with an `input` source): each input source's documents with the
    smallest seeded keys of their ids, up to its `max_documents`.
 2. `train`, once: the global sample and the file examples, then classifiers/train.py: a seeded
-   held-out split, fastText, the evaluation report. Writes `<run>/classifiers/<stage>/model.bin`
-   (`.ftz` when quantized) and `model.json` (labels, settings, data fingerprint, metrics).
+   held-out split, fastText, the evaluation report. Writes `model.bin` (`.ftz` when quantized)
+   and `model.json` (labels, settings, data fingerprint, metrics) in the stage's artifact folder.
 
-The stage removes nothing: the stages after it read the documents its parent kept. An apply stage
+The stage removes nothing: its documents out are its documents in. An apply stage
 after it finds the model by itself (or by `trained_by:`), so a changed training set re-runs the
 stages that score with it. `threads: 1` (the default) keeps the model the same from run to run.
 """
@@ -20,10 +20,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 from crawl2model.classifiers.data import ExampleSource
-from crawl2model.classifiers.model import metadata_path
 from crawl2model.classifiers.train import TrainingConfig, file_examples, train as train_model
 from crawl2model.pipeline import storage
-from crawl2model.pipeline.global_stage import GlobalStage, Phase, PhaseContext, seeded_keys
+from crawl2model.pipeline.global_stage import GlobalStage, Phase, PhaseContext
+from crawl2model.pipeline.sampling import seeded_order
 from crawl2model.pipeline.stage import Resources, StageConfig
 
 DEFAULT_INPUT_SAMPLE = 10_000  # documents of an `input` source without max_documents
@@ -39,21 +39,16 @@ class TrainClassifier(GlobalStage):
     requires = ("id", "text")
     packages = ("fasttext",)
     resources = Resources(cpus=1)
-    judges = False
+    makes_artifact = True
 
     @staticmethod
-    def model_path(config: TrainClassifierConfig, run_dir: str, name: str) -> str:
-        return storage.join(run_dir, "classifiers", name, "model.ftz" if config.quantize else "model.bin")
+    def model_path(config: TrainClassifierConfig, artifact_dir: str) -> str:
+        return storage.join(artifact_dir, "model.ftz" if config.quantize else "model.bin")
 
     @classmethod
     def data_files(cls, config: TrainClassifierConfig) -> list[str]:
         """The labelled files: a changed training set re-runs the stage and what scores with it."""
         return [path for source in config.sources for path in source.paths()]
-
-    @classmethod
-    def artifacts(cls, config: TrainClassifierConfig, run_dir: str, name: str) -> list[str]:
-        path = cls.model_path(config, run_dir, name)
-        return [path, metadata_path(path)]
 
     def phases(self) -> list[Phase]:
         sampled = any(source.input for source in self.config.sources)
@@ -70,10 +65,9 @@ class TrainClassifier(GlobalStage):
         parts = []
         for index, source in enumerate(self.config.sources):
             if source.input:
-                keys = pa.array(seeded_keys(table.column("id"), self._seed(index)))
-                chosen = pc.sort_indices(pa.table({"key": keys}), [("key", "ascending")])[:self._limit(source)]
+                chosen, keys = seeded_order(table.column("id"), self._seed(index), self._limit(source))
                 parts.append(pa.table({"source": pa.array([index] * len(chosen), pa.int32()),
-                                       "key": keys.take(chosen), "text": table.column("text").take(chosen)}))
+                                       "key": keys[chosen], "text": table.column("text").take(chosen)}))
         return pa.concat_tables(parts) if parts else pa.table({})
 
     def _examples(self, ctx: PhaseContext) -> pa.Table:
@@ -89,7 +83,7 @@ class TrainClassifier(GlobalStage):
         return pa.concat_tables(tables)
 
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
-        path = self.model_path(self.config, ctx.run_dir, ctx.stage)
+        path = self.model_path(self.config, ctx.artifact_dir)
         metadata = train_model(self._examples(ctx), self.config, path, {"trained_by": ctx.stage})
         for label, count in metadata["data"]["examples"].items():
             self.counters[f"label:{label}"] = count

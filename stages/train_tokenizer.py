@@ -8,10 +8,11 @@ Phases (see pipeline/global_stage.py):
    documents or `sample_bytes` bytes, whichever comes first. The sample depends on the seed and
    the document ids only, not on how documents fell into shards.
 3. `train`, once: the texts, streamed shard by shard, through HF's BPE trainer. It writes
-   `<run>/tokenizer/tokenizer.json` (loadable by `tokenizers.Tokenizer.from_file` and by
-   `transformers.PreTrainedTokenizerFast(tokenizer_file=...)`) and `tokenizer/fingerprint.json`.
+   `tokenizer.json` (loadable by `tokenizers.Tokenizer.from_file` and by
+   `transformers.PreTrainedTokenizerFast(tokenizer_file=...)`) and `info.json` in the stage's
+   artifact folder, where a `tokenize` stage after it finds them.
 
-The stage removes nothing: the stages after it read the documents its parent kept.
+The stage removes nothing: its documents out are its documents in.
 
 Special tokens get the first ids, in the listed order: `<|endoftext|>` (0) ends every document in
 the token shards, and the chat tokens are reserved for the alignment stages' chat template.
@@ -26,17 +27,17 @@ import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from crawl2model.pipeline import storage
-from crawl2model.pipeline.global_stage import GlobalStage, Phase, PhaseContext, seeded_keys
+from crawl2model.pipeline.global_stage import GlobalStage, Phase, PhaseContext
+from crawl2model.pipeline.sampling import seeded_keys
+from crawl2model.model.special_tokens import EOS, SPECIAL_TOKENS
 from crawl2model.pipeline.stage import StageConfig
 
-EOS = "<|endoftext|>"
-CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]  # the chat template's markers
-PAD = "<|pad|>"
+TOKENIZER = "tokenizer.json"
 
 
 class TrainTokenizerConfig(StageConfig):
     vocab_size: int = Field(32768, ge=260)  # including the 256 byte tokens and the special tokens
-    special_tokens: list[str] = [EOS, PAD, *CHAT_TOKENS]
+    special_tokens: list[str] = list(SPECIAL_TOKENS)
     min_frequency: int = Field(2, ge=0)  # a pair seen fewer times is never merged
     max_token_length: int | None = Field(None, ge=1)  # longest token in characters (None: no limit)
     sample_documents: int | None = Field(None, ge=1)  # train on a seeded sample of this many documents
@@ -76,25 +77,16 @@ def train_bpe(texts, config: TrainTokenizerConfig):
     return tokenizer
 
 
-def tokenizer_dir(run_dir: str) -> str:
-    return storage.join(run_dir, "tokenizer")
-
-
-def tokenizer_file(run_dir: str) -> str:
-    """Where a run keeps the tokenizer its train_tokenizer stage made."""
-    return storage.join(tokenizer_dir(run_dir), "tokenizer.json")
-
-
 class TrainTokenizer(GlobalStage):
     type_name = "train_tokenizer"
     Config = TrainTokenizerConfig
     requires = ("id", "text")
     packages = ("tokenizers",)
-    judges = False
+    makes_artifact = True
 
-    @classmethod
-    def artifacts(cls, config: TrainTokenizerConfig, run_dir: str, name: str) -> list[str]:
-        return [tokenizer_file(run_dir)]
+    @staticmethod
+    def tokenizer_file(artifact_dir: str) -> str:
+        return storage.join(artifact_dir, TOKENIZER)
 
     @property
     def sampled(self) -> bool:
@@ -142,9 +134,9 @@ class TrainTokenizer(GlobalStage):
         started = time.time()
         tokenizer = train_bpe(self._texts(ctx), self.config)
         data = tokenizer.to_str().encode()
-        info = storage.write_file(tokenizer_file(ctx.run_dir), data, tokenizer.get_vocab_size())
-        storage.write_json(storage.join(tokenizer_dir(ctx.run_dir), "fingerprint.json"), {
+        info = storage.write_file(self.tokenizer_file(ctx.artifact_dir), data, tokenizer.get_vocab_size())
+        storage.write_json(storage.join(ctx.artifact_dir, "info.json"), {
             "sha256": info.sha256, "vocab_size": tokenizer.get_vocab_size(), "special_tokens": self.config.special_tokens,
             "documents": self.counters["documents"], "bytes": self.counters["bytes"],
             "train_seconds": round(time.time() - started, 3)})
-        return pa.table({"path": [info.path], "sha256": [info.sha256], "vocab_size": [tokenizer.get_vocab_size()]})
+        return pa.table({"path": [TOKENIZER], "sha256": [info.sha256], "vocab_size": [tokenizer.get_vocab_size()]})

@@ -220,8 +220,6 @@ class UrlFilter(Stage):
 
     def judge(self, url) -> str | None:
         """The reason to remove the document with this url, or None."""
-        if not hasattr(self, "domains"):
-            self.setup()
         if isinstance(url, bytes):
             url = url.decode("utf-8", errors="replace")
         elif url is not None and not isinstance(url, str):

@@ -1,4 +1,4 @@
-"""The `pipeline` command as a user types it: status, inspect, validate, and its error exits."""
+"""The `pipeline` command as a user types it: status, inspect, validate, generate, and its error exits."""
 from __future__ import annotations
 
 import json
@@ -20,7 +20,8 @@ def finished_run(local_ray, tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("cli")
     docs = tmp / "docs.jsonl"
     docs.write_text("".join(json.dumps({"text": t, "topic": "demo"}) + "\n"
-                            for t in ["a short one", "a rather longer document about rivers and boats"]))
+                            for t in ["a short one", "a rather longer document about rivers and boats",
+                                      "another long one, about mills and roads"]))
     config = tmp / "crawl.yaml"
     config.write_text(yaml.safe_dump({"name": "cli", "output_dir": str(tmp / "out"), "input": {"jsonl": [str(docs)]},
                                       "stages": [{"name": "short", "type": "example_stages:Short", "min_chars": 20}]}))
@@ -28,14 +29,35 @@ def finished_run(local_ray, tmp_path_factory) -> tuple[Path, Path]:
     return config, tmp / "out"
 
 
+def table_rows(output: str) -> dict[str, dict[str, str]]:
+    """The rows of a rich table as printed, by their first cell: {column name: cell text}."""
+    def cells(line: str, bar: str) -> list[str]:
+        return [cell.strip() for cell in line.strip().strip(bar).split(bar)]
+
+    [header] = [cells(line, "┃") for line in output.splitlines() if line.startswith("┃")]
+    body = [cells(line, "│") for line in output.splitlines() if line.startswith("│")]
+    assert all(len(row) == len(header) for row in body), (header, body)  # one printed line per row
+    return {row[0]: dict(zip(header, row)) for row in body}
+
+
+@pytest.mark.ray
 def test_status_lists_stages_with_counts(finished_run):
     _, out = finished_run
     result = cli.invoke(app, ["status", str(out)])
     assert result.exit_code == 0
     lines = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("│")}
     assert "done" in lines["short"] and " 2 " in lines["short"] and " 1 " in lines["short"]
+    rows = table_rows(result.output)
+    assert list(rows) == ["read", "short"]
+    # 3 documents read; "a short one" (11 characters) removed by min_chars 20, the other two kept
+    assert {k: rows["short"][k] for k in ("status", "docs in", "kept", "removed", "shards")} == {
+        "status": "done", "docs in": "3", "kept": "2", "removed": "1", "shards": "1"}
+    assert {k: rows["read"][k] for k in ("status", "docs in", "kept", "removed")} == {
+        "status": "done", "docs in": "3", "kept": "3", "removed": "0"}
+    assert float(rows["short"]["seconds"]) >= 0
 
 
+@pytest.mark.ray
 def test_inspect_shows_documents_and_reasons(finished_run):
     _, out = finished_run
     kept = cli.invoke(app, ["inspect", str(out), "short", "-n", "5"])
@@ -45,6 +67,7 @@ def test_inspect_shows_documents_and_reasons(finished_run):
     assert "removed: short:chars<20" in removed.output and "a short one" in removed.output
 
 
+@pytest.mark.ray
 def test_validate_and_a_rerun_that_is_all_cached(finished_run):
     config, _ = finished_run
     assert "ok; stages: read, short" in cli.invoke(app, ["validate", str(config)]).output
@@ -52,6 +75,7 @@ def test_validate_and_a_rerun_that_is_all_cached(finished_run):
     assert rerun.exit_code == 0 and rerun.output.count("done (cached)") == 2
 
 
+@pytest.mark.ray
 def test_errors_exit_with_code_2_and_say_why(finished_run, tmp_path):
     config, out = finished_run
     forced = cli.invoke(app, ["run", str(config), "--force", "shrot"])
@@ -90,3 +114,63 @@ def test_classifiers_errors_exit_with_code_2(tmp_path):
     assert "outside a run give `files`" in output
     result = cli.invoke(app, ["classifiers", "eval", str(tmp_path / "none.bin"), str(config), "--label", "x"])
     assert result.exit_code == 2 and "model file not found" in " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
+    """(checkpoint folder, tokenizer.json) of a tiny random Llama: a model whose every prediction
+    the test can work out itself, with no training and no Ray."""
+    import torch
+
+    from crawl2model.model.llama import Llama, LlamaConfig
+    from crawl2model.stages.train_tokenizer import TrainTokenizerConfig, train_bpe
+    from crawl2model.train import checkpoint
+
+    tmp = tmp_path_factory.mktemp("generate")
+    corpus = ["the river runs by the mill, and the boats go down to the sea", "a boat, a mill, a river and a road"]
+    train_bpe(iter([corpus * 20]), TrainTokenizerConfig(vocab_size=300)).save(str(tmp / "tokenizer.json"))
+    from tokenizers import Tokenizer
+
+    config = LlamaConfig(vocab_size=Tokenizer.from_file(str(tmp / "tokenizer.json")).get_vocab_size(), dim=32,
+                         n_layers=2, n_heads=4, max_seq_len=64)
+    torch.manual_seed(0)
+    model = Llama(config)
+    with torch.no_grad():  # sharper than at initialisation: clear argmaxes, and sampling far from uniform
+        model.output.weight.mul_(40)
+    folder = checkpoint.save(tmp / "ckpt", 1, {"model": model.state_dict()}, {"model": config.to_dict()})
+    return folder, tmp / "tokenizer.json"
+
+
+def test_generate_prints_what_the_model_predicts(tiny_checkpoint, reference_generate, same_text):
+    from tokenizers import Tokenizer
+
+    from crawl2model.train.pretrain import load_model
+
+    folder, tokenizer_file = tiny_checkpoint
+    model, _ = load_model(folder)
+    encoder = Tokenizer.from_file(str(tokenizer_file))
+    eos = encoder.token_to_id("<|endoftext|>")
+
+    def generated(prompt: str, *options: str) -> str:
+        result = cli.invoke(app, ["generate", str(folder), prompt, "--tokenizer", str(tokenizer_file),
+                                  "--max-new-tokens", "16", *options])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    expected = {}
+    for prompt in ("the river", "a boat, a"):
+        tokens = reference_generate(model, encoder.encode(prompt).ids, 16, eos_id=eos)
+        assert len(set(tokens)) >= 3  # a continuation a constant token cannot imitate
+        expected[prompt] = prompt + encoder.decode(tokens)
+        assert same_text(generated(prompt, "--temperature", "0"), expected[prompt])
+    assert expected["the river"][len("the river"):] != expected["a boat, a"][len("a boat, a"):]
+
+    # sampling: the seed's draws from the model's filtered distribution (top_p 0.95 by default)
+    sampled = {}
+    for seed in (1, 2):
+        tokens = reference_generate(model, encoder.encode("the river").ids, 16, eos_id=eos, temperature=1.0,
+                                    top_p=0.95, seed=seed)
+        sampled[seed] = generated("the river", "--temperature", "1", "--seed", str(seed))
+        assert same_text(sampled[seed], "the river" + encoder.decode(tokens))
+    assert sampled[1] == generated("the river", "--temperature", "1", "--seed", "1") and sampled[1] != sampled[2]
+    assert not same_text(sampled[1], expected["the river"])

@@ -9,18 +9,19 @@ accuracies), and on the held-out pairs every `eval_interval` steps.
 from __future__ import annotations
 
 import copy
-import json
 import random
 from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from crawl2model.model.special_tokens import PAD
+from crawl2model.pipeline import storage
 from crawl2model.train import checkpoint
 from crawl2model.train.chat import ChatTokens
 from crawl2model.train.dpo import dpo_loss, reference_logps, sequence_logps
 from crawl2model.train.preferences import Pair, collate, read_pairs
-from crawl2model.train.loop import learning_rate
+from crawl2model.train.loop import MetricsLog, learning_rate
 from crawl2model.train.pretrain import load_model
 
 
@@ -49,9 +50,8 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
     and metrics.jsonl to `out_dir`; returns the last held-out metrics."""
     from tokenizers import Tokenizer
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    out_dir = str(out_dir)
+    tokenizer = Tokenizer.from_file(storage.local_copy(str(tokenizer_file)))
     chat = ChatTokens(tokenizer)
     policy, saved = load_model(start)
     if tokenizer.get_vocab_size() != policy.config.vocab_size:
@@ -66,7 +66,7 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
     if len(train) < config.batch_size:
         raise ValueError(f"{len(train)} training pairs, fewer than one batch of {config.batch_size}")
     reference = copy.deepcopy(policy).requires_grad_(False).eval()
-    pad = tokenizer.token_to_id("<|pad|>") or 0
+    pad = tokenizer.token_to_id(PAD) or 0
     cached = _reference_table(reference, train, pad, config.batch_size) if config.precompute_reference else None
     policy.train()
     torch.manual_seed(config.seed)
@@ -75,7 +75,8 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
     shuffle = random.Random(config.seed + 1)
     batches = _batches(len(train), config.batch_size, shuffle)
     result: dict = {}
-    with open(out_dir / "metrics.jsonl", "a") as metrics:
+    metrics = MetricsLog(storage.join(out_dir, "metrics.jsonl"))
+    try:
         for step in range(config.steps):
             chosen_index = next(batches)
             batch = [train[i] for i in chosen_index]
@@ -96,10 +97,12 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
                 result = {f"val/{k}": round(v, 6) for k, v in evaluate(policy, reference, val, pad, config).items()}
                 row.update(result)
             if (step + 1) % config.log_interval == 0 or step + 1 == config.steps or "val/loss" in row:
-                metrics.write(json.dumps(row) + "\n")
+                metrics.write(row)
                 log(" ".join(f"{k} {v}" for k, v in row.items()))
+    finally:
+        metrics.close()
     checkpoint.save(out_dir, config.steps, {"model": policy.state_dict()},
-                    {**saved, "dpo": config.model_dump(mode="json"), "started_from": str(start)})  # weights only:
+                    {**saved, "dpo": config.model_dump(mode="json"), "aligned": "dpo"}, str(tokenizer_file))  # weights only:
     # a DPO job is short; a killed one starts again from `start` (the reference must be that model)
     return result
 

@@ -11,13 +11,14 @@ Conversations (SFT) and preference pairs (DPO) come as JSON lines: `encode_jsonl
 """
 from __future__ import annotations
 
-import gzip
-import json
 import re
 from pathlib import Path
 
+from crawl2model.model.special_tokens import ASSISTANT, END, SYSTEM, USER
+from crawl2model.pipeline.jsonl import read_jsonl
+
 ROLES = ("system", "user", "assistant")
-END = "<|end|>"
+MARKERS = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}  # each role's marker token
 IGNORE = -100  # the label of a position that is not learned (cross-entropy's ignore_index)
 
 
@@ -26,11 +27,11 @@ class ChatTokens:
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        missing = [t for t in [*(f"<|{r}|>" for r in ROLES), END] if tokenizer.token_to_id(t) is None]
+        missing = [t for t in [*MARKERS.values(), END] if tokenizer.token_to_id(t) is None]
         if missing:
             raise ValueError(f"the tokenizer has no {', '.join(missing)}: train it with the train_tokenizer stage, "
                              "which reserves the chat tokens")
-        self.marker = {role: tokenizer.token_to_id(f"<|{role}|>") for role in ROLES}
+        self.marker = {role: tokenizer.token_to_id(token) for role, token in MARKERS.items()}
         self.end = tokenizer.token_to_id(END)
 
     def text(self, text: str) -> list[int]:
@@ -53,19 +54,19 @@ class ChatTokens:
 
 
 def encode_jsonl(paths: list[str | Path], encode) -> tuple[list, list[tuple[str, str]]]:
-    """`encode(row)` of every JSON line of the files (gzip by extension), and, for the lines that
-    are not JSON or that `encode` refuses (ValueError, TypeError, AttributeError), their
-    (`file:line`, reason): a bad line is reported, never fatal."""
+    """`encode(row)` of every JSON line of the files (pipeline/jsonl.py: compressed by extension),
+    and, for the lines that are not JSON (or not UTF-8) or that `encode` refuses (ValueError,
+    TypeError, AttributeError), their (`file:line`, reason): a bad line is reported, never fatal."""
     encoded, problems = [], []
     for path in paths:
-        with (gzip.open if str(path).endswith(".gz") else open)(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    encoded.append(encode(json.loads(line)))
-                except (ValueError, TypeError, AttributeError) as error:
-                    problems.append((f"{path}:{number}", str(error)))
+        for number, row in read_jsonl(path):
+            if isinstance(row, ValueError):
+                problems.append((f"{path}:{number}", str(row)))
+                continue
+            try:
+                encoded.append(encode(row))
+            except (ValueError, TypeError, AttributeError) as error:
+                problems.append((f"{path}:{number}", str(error)))
     return encoded, problems
 
 

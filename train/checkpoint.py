@@ -1,36 +1,36 @@
 """Checkpoints: everything a run needs to continue exactly where it stopped.
 
-A checkpoint is a folder `step-000123/` holding `state.pt` (model, optimizer, scheduler, data
-loader position, RNG states, step) and `config.json` (the training and model config). It is
-written under a temporary name and renamed, so a folder that exists is whole. Loading uses
-`torch.load(weights_only=True)`: a checkpoint can hold tensors and plain values, never code.
+A checkpoint is a folder `step-000123/` (a local path or an fsspec URL) holding `config.json` (the
+training and model config, and the sha256 of the tokenizer), `tokenizer.json` (a copy of the
+tokenizer the model was trained with, so the checkpoint is whole on its own) and `state.pt`
+(model, optimizer, scheduler, data loader position, RNG states, step). `state.pt` is written
+last, atomically: a folder that has it is whole. Loading uses `torch.load(weights_only=True)`: a
+checkpoint can hold tensors and plain values, never code.
 """
 from __future__ import annotations
 
+import io
 import json
-import os
+import posixpath
 import random
-import shutil
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from crawl2model.pipeline import storage
+
 STATE = "state.pt"
+TOKENIZER = "tokenizer.json"
 
 
-def run_checkpoints(run_dir: str | Path, kind: str) -> Path:
-    """Where a run keeps the checkpoints of its `kind` of training (pretrain, sft, dpo)."""
-    return Path(run_dir) / "checkpoints" / kind
+def step_dir(root: str, step: int) -> str:
+    return storage.join(str(root), f"step-{step:06d}")
 
 
-def step_dir(root: str | Path, step: int) -> Path:
-    return Path(root) / f"step-{step:06d}"
-
-
-def latest(root: str | Path) -> Path | None:
+def latest(root: str) -> str | None:
     """The newest whole checkpoint under `root`, or None."""
-    found = sorted(p for p in Path(root).glob("step-*") if (p / STATE).exists() and not p.name.endswith(".tmp"))
+    found = sorted(path.rsplit("/", 1)[0] for path in storage.list_files(str(root), STATE, recursive=True)
+                   if posixpath.basename(path.rsplit("/", 1)[0]).startswith("step-"))
     return found[-1] if found else None
 
 
@@ -50,28 +50,48 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(root: str | Path, step: int, state: dict, config: dict) -> Path:
-    """Write `state` (tensors and plain values) and `config` as the checkpoint of `step`."""
-    final = step_dir(root, step)
-    temporary = final.with_name(final.name + ".tmp")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    torch.save({**state, "step": step, "rng": rng_state()}, temporary / STATE)
-    (temporary / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(temporary, final)
-    return final
+def save(root: str, step: int, state: dict, config: dict, tokenizer: str | None = None) -> str:
+    """Write `state` (tensors and plain values), `config` and a copy of the `tokenizer` file as the
+    checkpoint of `step`; returns its folder."""
+    folder = step_dir(root, step)
+    if tokenizer is not None:
+        data = storage.read_bytes(tokenizer)
+        if data is None:
+            raise ValueError(f"{tokenizer}: no such tokenizer file")
+        storage.write_bytes_atomic(storage.join(folder, TOKENIZER), data)
+        config = {**config, "tokenizer_sha256": storage.sha256_bytes(data)}
+    storage.write_bytes_atomic(storage.join(folder, "config.json"), json.dumps(config, indent=2, default=str).encode())
+    buffer = io.BytesIO()
+    torch.save({**state, "step": step, "rng": rng_state()}, buffer)
+    storage.write_bytes_atomic(storage.join(folder, STATE), buffer.getvalue())
+    return folder
 
 
-def load(path: str | Path, map_location="cpu") -> tuple[dict, dict]:
+def load(path: str, map_location="cpu") -> tuple[dict, dict]:
     """(state, config) of a checkpoint folder; ValueError naming the file when it is not whole."""
-    path = Path(path)
-    if not (path / STATE).exists():
+    path = str(path)
+    if not storage.exists(storage.join(path, STATE)):
         raise ValueError(f"{path}: not a checkpoint (no {STATE}); checkpoints are folders named step-NNNNNN")
     try:
-        state = torch.load(path / STATE, map_location=map_location, weights_only=True)
-        config = json.loads((path / "config.json").read_text())
+        state = torch.load(storage.local_copy(storage.join(path, STATE)), map_location=map_location, weights_only=True)
+        config = json.loads(storage.read_bytes(storage.join(path, "config.json")) or b"")
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:  # cut or foreign files
         raise ValueError(f"{path}: corrupt checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
     return state, config
+
+
+def tokenizer_file(path: str, given: str | None = None) -> str:
+    """A local path to the tokenizer of checkpoint `path`: its own copy, or `given`, which must be
+    the same tokenizer (by sha256) as the one the checkpoint was trained with."""
+    saved = json.loads(storage.read_bytes(storage.join(str(path), "config.json")) or b"{}")
+    expected = saved.get("tokenizer_sha256")
+    if given is None:
+        own = storage.join(str(path), TOKENIZER)
+        if not storage.exists(own):
+            raise ValueError(f"{path} holds no {TOKENIZER} (an older checkpoint): give --tokenizer")
+        return storage.local_copy(own, expected)
+    actual = storage.sha256_of(given)
+    if expected and actual != expected:
+        raise ValueError(f"{given} is not the tokenizer {path} was trained with (sha256 {actual[:12]}, the "
+                         f"checkpoint's {expected[:12]}); leave out --tokenizer to use the checkpoint's own")
+    return storage.local_copy(given)

@@ -14,13 +14,13 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crawl2model.model.llama import Llama
+from crawl2model.pipeline import storage
 from crawl2model.train import checkpoint
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}  # dense
@@ -35,6 +35,7 @@ class ModelSettings(BaseModel):
     hidden_dim: int | None = None
     tie_embeddings: bool = False
     rope_theta: float = 10000.0
+    dropout: float = Field(0.0, ge=0, lt=1)  # training only; its masks come from the RNG a checkpoint restores
 
 
 class TrainConfig(BaseModel):
@@ -161,20 +162,21 @@ def run_distributed(config: TrainConfig, job) -> dict:
             dist.close()
 
 
-def fit(model: Llama, loader, out_dir: Path, config: TrainConfig, dist: Distributed, device: str, log, *,
-        validate=None, meta: dict, stop_at: int | None = None) -> dict:
+def fit(model: Llama, loader, out_dir: str, config: TrainConfig, dist: Distributed, device: str, log, *,
+        validate=None, meta: dict, tokenizer: str | None = None, stop_at: int | None = None) -> dict:
     """The training loop every trainer here shares: `loader` gives (inputs, targets) batches and
     saves its position (TokenLoader's interface); `validate(model, autocast)` gives a loss.
-    Resumes from the newest checkpoint in `out_dir`; `meta` goes into every checkpoint's config.
-    `stop_at` ends this call after that step, with a checkpoint, as if the job were stopped there
-    (the schedule still runs to the configured length)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    Resumes from the newest checkpoint in `out_dir` (a local path or an fsspec URL), which must
+    have been trained with the same settings; `meta` goes into every checkpoint's config, and a
+    copy of the `tokenizer` file into its folder. `stop_at` ends this call after that step, with a
+    checkpoint, as if the job were stopped there (the schedule still runs to the configured length)."""
+    out_dir = str(out_dir)
     model.train()
     parallel = wrap(model, config, dist, device)
     optimizer = optimizer_for(parallel, config, fused=device.startswith("cuda"))
     steps = total_steps(config, dist.world)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate(config, s, steps) / config.lr)
-    start = _resume(out_dir, parallel, optimizer, scheduler, loader, meta["model"]["vocab_size"], log)
+    start = _resume(out_dir, parallel, optimizer, scheduler, loader, config, meta, log)
     trained = torch.compile(parallel) if config.compile else parallel
     bf16 = config.precision == "bf16" or (config.precision == "auto" and device.startswith("cuda")
                                           and torch.cuda.is_bf16_supported())
@@ -182,7 +184,7 @@ def fit(model: Llama, loader, out_dir: Path, config: TrainConfig, dist: Distribu
     peak = config.peak_flops or _peak_flops(device)
     tokens_per_step = config.seq_len * config.batch_size * config.grad_accum  # per rank
     flops_per_step = model.flops_per_token(config.seq_len) * tokens_per_step
-    metrics = open(out_dir / "metrics.jsonl", "a") if dist.main else None
+    metrics = MetricsLog(storage.join(out_dir, "metrics.jsonl")) if dist.main else None
     recent: list[float] = []
     summary: dict = {"step": start}
     try:
@@ -201,12 +203,13 @@ def fit(model: Llama, loader, out_dir: Path, config: TrainConfig, dist: Distribu
             if validate and ((step + 1) % config.eval_interval == 0 or step + 1 == steps):
                 summary["val_loss"] = round(dist.mean(validate(trained, autocast), device), 6)
             if metrics and ((step + 1) % config.log_interval == 0 or "val_loss" in summary or step == start):
-                metrics.write(json.dumps(summary) + "\n")
-                metrics.flush()
+                metrics.write(summary)
                 log(" ".join(f"{k} {v}" for k, v in summary.items()))
             if (step + 1) % config.checkpoint_interval == 0 or step + 1 in (steps, stop_at):
                 _save(out_dir, step + 1, parallel, optimizer, scheduler, loader, {"train": config.model_dump(mode="json"),
-                                                                                  **meta}, dist)
+                                                                                  **meta}, dist, tokenizer)
+                if metrics:
+                    metrics.flush()
     finally:
         if metrics:
             metrics.close()
@@ -258,16 +261,31 @@ def evaluate(model, loader, config: TrainConfig, autocast, device: str) -> float
 _FULL = dict(full_state_dict=True, cpu_offload=True)  # whole tensors on the CPU, whatever the sharding
 
 
-def _resume(out_dir: Path, model, optimizer, scheduler, loader, vocab_size: int, log) -> int:
+# settings that may change between a checkpoint and the job that resumes it: they change how a
+# job runs or reports, not what it computes
+_RESUMABLE_CHANGES = {"eval_interval", "eval_batches", "log_interval", "checkpoint_interval", "device", "compile",
+                      "peak_flops", "spike_factor", "parallel"}
+
+
+def _resume(out_dir: str, model, optimizer, scheduler, loader, config: TrainConfig, meta: dict, log) -> int:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
     path = checkpoint.latest(out_dir)
     if path is None:
         return 0
     state, saved = checkpoint.load(path)
+    vocab_size = meta["model"]["vocab_size"]
     if saved["model"]["vocab_size"] != vocab_size:
         raise ValueError(f"{path}: the checkpoint's model has a vocabulary of {saved['model']['vocab_size']:,}, "
                          f"the token shards {vocab_size:,}: they come from different tokenizers")
+    if saved.get("tokenizer_sha256") and meta.get("tokenizer_sha256") not in (None, saved["tokenizer_sha256"]):
+        raise ValueError(f"{path} was trained with another tokenizer (sha256 {saved['tokenizer_sha256'][:12]}, this "
+                         f"data's {meta['tokenizer_sha256'][:12]}): train into another folder")
+    before, now = saved.get("train", {}), config.model_dump(mode="json")
+    changed = sorted(k for k in now if k not in _RESUMABLE_CHANGES and before.get(k, now[k]) != now[k])
+    if changed:
+        raise ValueError(f"{path} was trained with other settings ({', '.join(f'{k}: {before[k]} -> {now[k]}' for k in changed)}); "
+                         f"resume with the same settings, or train into another folder")
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
                    options=StateDictOptions(full_state_dict=True))
     scheduler.load_state_dict(state["scheduler"])
@@ -277,7 +295,7 @@ def _resume(out_dir: Path, model, optimizer, scheduler, loader, vocab_size: int,
     return int(state["step"])
 
 
-def _save(out_dir, step, model, optimizer, scheduler, loader, saved_config: dict, dist) -> None:
+def _save(out_dir: str, step, model, optimizer, scheduler, loader, saved_config: dict, dist, tokenizer) -> None:
     """Every rank gathers the whole state (FSDP needs them all); the first writes it. The loader
     state is the same on every rank but for the rank, which the resumed job sets again."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
@@ -286,9 +304,42 @@ def _save(out_dir, step, model, optimizer, scheduler, loader, saved_config: dict
     if dist.main:
         checkpoint.save(out_dir, step, {"model": model_state, "optimizer": optimizer_state,
                                         "scheduler": scheduler.state_dict(), "loader": loader.state_dict()},
-                        saved_config)
+                        saved_config, tokenizer)
     if dist.world > 1:
         torch.distributed.barrier()
+
+
+class MetricsLog:
+    """metrics.jsonl: appended line by line on a local disk; elsewhere (an object store, which
+    cannot append) kept in memory and written whole at each checkpoint."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.local = storage.is_local(path)
+        if self.local:
+            local = storage._fs(path)[1]
+            os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
+            self.file = open(local, "a")
+        else:
+            self.lines = (storage.read_bytes(path) or b"").decode().splitlines(keepends=True)
+
+    def write(self, row: dict) -> None:
+        line = json.dumps(row) + "\n"
+        if self.local:
+            self.file.write(line)
+            self.file.flush()
+        else:
+            self.lines.append(line)
+
+    def flush(self) -> None:
+        if not self.local:
+            storage.write_bytes_atomic(self.path, "".join(self.lines).encode())
+
+    def close(self) -> None:
+        if self.local:
+            self.file.close()
+        else:
+            self.flush()
 
 
 def _peak_flops(device: str) -> float | None:

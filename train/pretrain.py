@@ -1,7 +1,7 @@
 """Pretraining a Llama from the token shards of a run: one process, or data-parallel under torchrun.
 
-    pipeline train runs/demo --config train.yaml              # or: python -m train.pretrain ...
-    torchrun --nproc_per_node 2 -m train.pretrain runs/demo --config train.yaml
+    pipeline train runs/demo --config train.yaml              # or: python -m crawl2model.train.pretrain ...
+    torchrun --nproc_per_node 2 -m crawl2model.train.pretrain runs/demo --config train.yaml
 
 The loop, its settings and checkpoints are train/loop.py's; this module builds the model from the
 shards' vocabulary and feeds it packed windows (train/data.py). Logs go to `metrics.jsonl` in the
@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from crawl2model.model.llama import Llama, LlamaConfig
+from crawl2model.pipeline import storage
 from crawl2model.train import checkpoint
 from crawl2model.train.data import TokenLoader
 from crawl2model.train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
@@ -25,8 +26,8 @@ def train(tokens_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, l
     """Train (or resume) on the token shards in `tokens_dir`, writing checkpoints and metrics.jsonl
     to `out_dir` (`stop_at`: end this call after that step). Returns the last step's summary."""
     def job(dist: Distributed, device: str) -> dict:
-        tokens = Path(tokens_dir)
-        index = load_index(tokens)
+        index = load_index(tokens_dir)
+        tokens = index.root
         loader = TokenLoader.from_dir(tokens, "train", config.seq_len, config.batch_size, seed=config.seed,
                                       rank=dist.rank, world=dist.world)
         has_val = any(entry["tokens"] for entry in index.shards("val"))
@@ -35,14 +36,14 @@ def train(tokens_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, l
         model = Llama(model_config).to(device)
         validate = (lambda trained, autocast: evaluate(trained, TokenLoader.from_dir(
             tokens, "val", config.seq_len, 1, shuffle=False), config, autocast, device)) if has_val else None
-        meta = {"model": model_config.to_dict(), "tokenizer_sha256": index.tokenizer_sha256, "tokens": str(index.root)}
-        return fit(model, loader, Path(out_dir), config, dist, device, log, validate=validate, meta=meta,
-                   stop_at=stop_at)
+        meta = {"model": model_config.to_dict(), "tokenizer_sha256": index.tokenizer_sha256}
+        return fit(model, loader, str(out_dir), config, dist, device, log, validate=validate, meta=meta,
+                   tokenizer=index.tokenizer, stop_at=stop_at)
 
     return run_distributed(config, job)
 
 
-def load_model(path: str | Path, device: str = "cpu") -> tuple[Llama, dict]:
+def load_model(path: str, device: str = "cpu") -> tuple[Llama, dict]:
     """The model of a checkpoint folder (weights only), and the checkpoint's config."""
     state, saved = checkpoint.load(path, map_location=device)
     model = Llama(LlamaConfig(**saved["model"])).to(device)
@@ -51,7 +52,7 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[Llama, dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m train.pretrain TOKENS_OR_RUN_DIR --config train.yaml [--out DIR]` (torchrun-able)."""
+    """`python -m crawl2model.train.pretrain TOKENS_OR_RUN_DIR --config train.yaml [--out DIR]` (torchrun-able)."""
     import argparse
 
     import yaml
@@ -59,15 +60,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Pretrain a Llama on a run's token shards.")
     parser.add_argument("tokens", help="a run's output_dir, or its tokens/ folder")
     parser.add_argument("--config", required=True, help="YAML of TrainConfig options")
-    parser.add_argument("--out", help="checkpoint folder (default: <run>/checkpoints/pretrain)")
+    parser.add_argument("--out", help="checkpoint folder (default: <run>/train)")
     parser.add_argument("--stop-at", type=int, help="stop (with a checkpoint) after this step; resume later")
     args = parser.parse_args(argv)
     config = TrainConfig.model_validate(yaml.safe_load(Path(args.config).read_text()) or {})
-    train(args.tokens, Path(args.out) if args.out else default_out(args.tokens), config, stop_at=args.stop_at)
+    train(args.tokens, args.out or default_out(args.tokens), config, stop_at=args.stop_at)
 
 
-def default_out(tokens: str | Path) -> Path:
-    return checkpoint.run_checkpoints(load_index(tokens).root.parent, "pretrain")  # <run>/tokens -> <run>
+def default_out(tokens: str | Path) -> str:
+    """`<run>/train` for the token shards of a run's tokenize stage (`<run>/stages/<name>/artifact`)."""
+    root = load_index(tokens).root
+    if "/stages/" not in root or not root.endswith("/artifact"):
+        raise ValueError(f"{tokens} is not the token shards of a run: give --out")
+    return storage.join(root.rsplit("/stages/", 1)[0], "train")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from crawl2model.model.special_tokens import PAD
+from crawl2model.pipeline import storage
 from crawl2model.train.chat import IGNORE, ChatTokens, encode_jsonl, hh_dialogue
 from crawl2model.train.data import RowLoader
 from crawl2model.train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
@@ -71,7 +73,7 @@ def train_sft(start: str | Path, data: list[str | Path], tokenizer_file: str | P
 
     from crawl2model.train.pretrain import load_model
 
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer = Tokenizer.from_file(storage.local_copy(str(tokenizer_file)))
     chat = ChatTokens(tokenizer)
 
     def job(dist: Distributed, device: str) -> dict:
@@ -86,7 +88,7 @@ def train_sft(start: str | Path, data: list[str | Path], tokenizer_file: str | P
             log(f"skipped {sum(skipped.values())} examples: {list(skipped)[:5]}")
         random.Random(config.seed).shuffle(examples)
         held = int(len(examples) * val_fraction)
-        pad = tokenizer.token_to_id("<|pad|>") or 0
+        pad = tokenizer.token_to_id(PAD) or 0
         inputs, labels, cut = pack(examples[held:], config.seq_len, pad)
         log(f"{len(examples) - held} training examples in {len(inputs)} rows of {config.seq_len} ({cut} cut)")
         loader = RowLoader(inputs, labels, config.batch_size, seed=config.seed, rank=dist.rank, world=dist.world,
@@ -96,9 +98,8 @@ def train_sft(start: str | Path, data: list[str | Path], tokenizer_file: str | P
             val_inputs, val_labels, _ = pack(examples[:held], config.seq_len, pad)
             validate = lambda trained, autocast: evaluate(  # noqa: E731
                 trained, RowLoader(val_inputs, val_labels, 1, shuffle=False), config, autocast, device)
-        meta = {"model": model.config.to_dict(), "tokens": saved.get("tokens"), "started_from": str(start),
-                "tokenizer_sha256": saved.get("tokenizer_sha256")}
-        return fit(model, loader, Path(out_dir), config, dist, device, log, validate=validate, meta=meta,
-                   stop_at=stop_at)
+        meta = {"model": model.config.to_dict(), "aligned": "sft", "tokenizer_sha256": saved.get("tokenizer_sha256")}
+        return fit(model, loader, str(out_dir), config, dist, device, log, validate=validate, meta=meta,
+                   tokenizer=str(tokenizer_file), stop_at=stop_at)
 
     return run_distributed(config, job)

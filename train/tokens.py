@@ -5,7 +5,8 @@ the vocabulary does not fit 16 bits), written as one uncompressed record batch. 
 flat values buffer is the token stream and its offsets buffer the document boundaries: the reader
 hands out numpy views of the mapped file, so opening a 10 GB shard reads nothing until a token is
 touched. `tokens/index.json` lists every shard of the `train` and `val` splits with its token and
-document counts, the dtype and the tokenizer's hash.
+document counts, the dtype and the tokenizer's hash; `tokenizer.json` beside it is the tokenizer
+itself. Token shards on an object store are read through local copies named by their sha256.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 from crawl2model.pipeline import storage
 
 INDEX = "index.json"
+TOKENIZER = "tokenizer.json"
 
 
 def token_type(vocab_size: int) -> pa.DataType:
@@ -66,9 +68,9 @@ def open_shard(path: str | Path) -> TokenShard:
 
 @dataclass(frozen=True)
 class TokenIndex:
-    """tokens/index.json: the shards of each split and what the trainer must check against."""
+    """index.json of a tokens folder: the shards of each split and what the trainer must check."""
 
-    root: Path
+    root: str  # the folder (a local path or an fsspec URL)
     data: dict
 
     @property
@@ -83,19 +85,37 @@ class TokenIndex:
     def tokenizer_sha256(self) -> str:
         return self.data["tokenizer_sha256"]
 
+    @property
+    def tokenizer(self) -> str:
+        """The tokenizer the shards were made with (a copy beside the index)."""
+        return storage.join(self.root, TOKENIZER)
+
     def shards(self, split: str) -> list[dict]:
         return self.data["splits"].get(split, {}).get("shards", [])
 
     def open(self, split: str) -> list[TokenShard]:
-        return [open_shard(self.root / entry["path"]) for entry in self.shards(split)]
+        return [open_shard(storage.local_copy(storage.join(self.root, entry["path"]), entry.get("sha256")))
+                for entry in self.shards(split)]
+
+
+def find_tokens(directory: str | Path) -> str:
+    """The tokens folder `directory` is, or the one a run directory holds (the artifact of its
+    tokenize stage); an error naming the choices when a run holds several."""
+    directory = str(directory).rstrip("/")
+    if storage.exists(storage.join(directory, INDEX)):
+        return directory
+    found = sorted(path.rsplit("/", 1)[0] for path in storage.list_files(storage.join(directory, "stages"), INDEX,
+                                                                           recursive=True)
+                   if path.endswith(f"/artifact/{INDEX}"))
+    if not found:
+        raise FileNotFoundError(f"no {INDEX} in {directory} (nor in a stage of the run there): run a `tokenize` "
+                                "stage first")
+    if len(found) > 1:
+        raise FileNotFoundError(f"{directory} holds token shards of several stages; name one of: {', '.join(found)}")
+    return found[0]
 
 
 def load_index(directory: str | Path) -> TokenIndex:
-    """The index of a tokens directory, or of a run directory (`<run>/tokens`)."""
-    root = Path(directory)
-    if not (root / INDEX).exists() and (root / "tokens" / INDEX).exists():
-        root = root / "tokens"
-    path = root / INDEX
-    if not path.exists():
-        raise FileNotFoundError(f"no {INDEX} in {directory} (nor in {directory}/tokens): run a `tokenize` stage first")
-    return TokenIndex(root, json.loads(path.read_text()))
+    """The index of a tokens folder, or of the run directory that holds one."""
+    root = find_tokens(directory)
+    return TokenIndex(root, json.loads(storage.read_bytes(storage.join(root, INDEX))))

@@ -6,7 +6,8 @@ import shutil
 import fsspec
 import pytest
 
-from crawl2model.classifiers.model import Classifier, local_file, metadata_path
+from crawl2model.classifiers.model import Classifier, metadata_path
+from crawl2model.pipeline.storage import local_copy
 
 
 def test_the_scored_label_is_the_trained_positive_or_the_one_asked_for(hq_model, tmp_path):
@@ -24,10 +25,10 @@ def test_a_remote_model_is_fetched_once_per_version(hq_model):
     data = open(hq_model, "rb").read()
     with fsspec.open("memory://models/model.bin", "wb") as handle:
         handle.write(data)
-    first = local_file("memory://models/model.bin")
-    assert open(first, "rb").read() == data and local_file("memory://models/model.bin") == first
+    first = local_copy("memory://models/model.bin")
+    assert open(first, "rb").read() == data and local_copy("memory://models/model.bin") == first
     with fsspec.open("memory://models/model.bin", "wb") as handle:
         handle.write(data[:-8])  # another version of the file: another copy
-    assert local_file("memory://models/model.bin") != first
+    assert local_copy("memory://models/model.bin") != first
     assert metadata_path("memory://models/model.bin") == "memory://models/model.json"
     assert metadata_path("/runs/x/model.ftz") == "/runs/x/model.json"

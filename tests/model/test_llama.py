@@ -106,3 +106,70 @@ def test_hugging_face_loads_the_export_and_gives_the_same_logits(options, tmp_pa
     with torch.no_grad():
         ours, _ = model(tokens)
         assert torch.allclose(ours, theirs(tokens).logits, atol=1e-4)
+
+
+def test_dropout_zero_draws_no_random_numbers_and_changes_nothing():
+    model = tiny()  # dropout 0.0, the default
+    tokens = torch.randint(0, 97, (2, 20))
+    with torch.no_grad():
+        evaluated, _ = model(tokens)
+        model.train()
+        state = torch.get_rng_state()
+        trained, _ = model(tokens)
+        assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(evaluated, trained)
+
+
+def test_dropout_acts_in_training_only_on_attention_and_on_both_outputs(monkeypatch):
+    plain, dropped = tiny(), tiny(dropout=0.25)  # the same seed: the same weights
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), dropped.state_dict().values()))
+    tokens = torch.randint(0, 97, (2, 20))
+    kernel, rates = F.scaled_dot_product_attention, []
+
+    def spy(*args, **kwargs):
+        rates.append(kwargs.get("dropout_p", 0.0))
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    outputs = {}
+    for i, block in enumerate(dropped.layers):
+        for name in ("attention", "feed_forward"):
+            getattr(block, name).register_forward_hook(lambda m, a, out, key=(i, name): outputs.__setitem__(key, out))
+    with torch.no_grad():
+        assert torch.equal(plain(tokens)[0], dropped(tokens)[0])  # eval mode: no dropout
+        assert rates == [0.0] * 4 and all(not (out == 0).any() for out in outputs.values())
+        rates.clear()
+        dropped.train()
+        torch.manual_seed(1)
+        first, _ = dropped(tokens)
+        zeros = {key: float((out == 0).float().mean()) for key, out in outputs.items()}
+        torch.manual_seed(1)
+        again, _ = dropped(tokens)
+        other, _ = dropped(tokens)
+    assert rates == [0.25] * 6  # attention weights, in both layers (the three training calls)
+    assert all(0.18 < share < 0.32 for share in zeros.values()), zeros  # 1,280 outputs of each, a quarter zeroed
+    assert len(zeros) == 4  # both blocks' attention and MLP outputs
+    assert torch.equal(first, again) and not torch.allclose(first, other) and not torch.allclose(first, plain(tokens)[0])
+    with pytest.raises(ValueError, match="dropout"):
+        LlamaConfig(dropout=1.0)
+
+
+def test_generation_runs_without_dropout_and_leaves_the_mode_as_it_was():
+    model = tiny(dropout=0.5).train()
+    prompt = [5, 17, 42, 8]
+    greedy = generate(model, prompt, 20, temperature=0)
+    assert model.training
+    assert greedy == generate(model.eval(), prompt, 20, temperature=0) and not model.training
+    assert generate(model.train(), prompt, 10, temperature=1.0, seed=3) == generate(model.eval(), prompt, 10, temperature=1.0, seed=3)
+
+
+def test_the_training_settings_carry_dropout_into_the_model():
+    from pydantic import ValidationError
+
+    from crawl2model.train.loop import ModelSettings, TrainConfig
+
+    settings = TrainConfig(steps=1, model={"dim": 32, "n_heads": 4, "dropout": 0.1}).model
+    assert LlamaConfig(vocab_size=97, **settings.model_dump()).dropout == 0.1  # as train/pretrain.py builds it
+    assert ModelSettings().dropout == 0.0 and LlamaConfig().dropout == 0.0
+    with pytest.raises(ValidationError):
+        ModelSettings(dropout=1.0)

@@ -70,9 +70,9 @@ def test_run_on_a_cluster_gives_the_same_shards(local_ray, cluster, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     remote = yaml.safe_load((tmp_path / "remote/manifest.json").read_text())
 
-    embedded_config, specs = load_config(config("embedded"))
-    embedded = run(embedded_config, specs, show_progress=False)
+    embedded_config, nodes = load_config(config("embedded"))
+    embedded = run(embedded_config, nodes, show_progress=False)
     for stage in ("read", "extract"):
         assert [f["sha256"] for f in remote["stages"][stage]["kept"]] == \
-               [f["sha256"] for f in embedded["stages"][stage]["kept"]]
+               [f.sha256 for f in embedded.stages[stage].kept]
     assert remote["stages"]["extract"]["docs_out"] > 40

@@ -43,8 +43,8 @@ def only(raw) -> str:
 
 
 def test_the_example_config_is_valid():
-    config, specs = load_config(ROOT / "examples" / "crawl.yaml")
-    assert config.name == "demo" and [s.name for s in specs] == [
+    config, nodes = load_config(ROOT / "examples" / "crawl.yaml")
+    assert config.name == "demo" and [s.name for s in nodes] == [
         "extract", "langid", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality", "exact_dedup",
         "minhash_dedup", "bpe", "tokenize", "pretrain"]
 
@@ -151,3 +151,12 @@ def test_cli_reports_config_errors_before_starting_ray(tmp_path, warc_file):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.stdout.startswith("2 False"), result.stdout + result.stderr
     assert "stages[0].type: unknown stage type 'extrct'" in result.stdout
+
+
+def test_a_stage_name_is_a_plain_folder_name_inside_the_run(warc_file):
+    """A name is its folder under stages/, cleared when the stage re-runs: one that leads out of
+    the run directory (`..`, `a/b`, `../../victim`) would delete or write another folder."""
+    names = ["..", ".", "../../victim", "a/b", "with space", "", "ok.name-1_x"]
+    found = problems(base(warc_file, stages=[{"name": n, "type": "extract", "after": "read"} for n in names]))
+    assert [p.split(":")[0] for p in found] == [f"stages[{i}].name" for i in range(6)]
+    assert "cannot name a stage" in found[0] and "should match pattern" in found[2]

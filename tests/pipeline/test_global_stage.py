@@ -7,7 +7,9 @@ import pyarrow.compute as pc
 
 from crawl2model.pipeline import storage
 from crawl2model.pipeline.global_stage import PARTITION, GlobalStage, Phase, PhaseContext, phase_jobs, phase_output
-from crawl2model.pipeline.worker import StageTask, run_phase_task
+from crawl2model.pipeline.plan import StageNode
+from crawl2model.pipeline.stage import StageConfig
+from crawl2model.pipeline.worker import run_phase_task
 
 
 def test_a_shuffled_output_is_one_file_per_partition_in_row_order(tmp_path):
@@ -57,13 +59,13 @@ def test_finished_tasks_are_not_redone_and_a_new_fingerprint_redoes_them(tmp_pat
     inputs = [(f"{i:05d}", storage.write_parquet(str(tmp_path / f"in/{i}.parquet"),
                                                  pa.table({"text": ["a b", "bb c", "a d"][i:]})).path) for i in range(3)]
     context = PhaseContext(str(tmp_path / "phases"), 2, tuple(u for u, _ in inputs))
-    task = StageTask("t", "test_global_stage:Totals", {}, "fp1", str(tmp_path))
+    task = StageNode("t", Totals, StageConfig(), run_dir=str(tmp_path), fingerprint="fp1")
     phase = Totals().phases()[0]
     first = [run_phase_task(task, phase.name, *job) for job in phase_jobs(phase, context, inputs)]
-    assert Totals.calls == ["words:0", "words:1", "words:2"] and sum(r["rows_out"] for r in first) == 6
+    assert Totals.calls == ["words:0", "words:1", "words:2"] and sum(r.rows_out for r in first) == 6
     again = [run_phase_task(task, phase.name, *job) for job in phase_jobs(phase, context, inputs)]
     assert again == first and len(Totals.calls) == 3  # done records answer; nothing recomputed
-    changed = StageTask("t", "test_global_stage:Totals", {}, "fp2", str(tmp_path))
+    changed = StageNode("t", Totals, StageConfig(), run_dir=str(tmp_path), fingerprint="fp2")
     run_phase_task(changed, phase.name, *phase_jobs(phase, context, inputs)[0])
     assert Totals.calls[-1] == "words:0"
     sums = Totals().phases()[1]

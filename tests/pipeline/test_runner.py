@@ -30,17 +30,18 @@ def write_config(tmp_path: Path, config: dict, name: str = "crawl.yaml") -> Path
     return path
 
 
-def run_config(path: Path, **options) -> dict:
-    config, specs = load_config(path)
-    return run(config, specs, show_progress=False, **options)
+def run_config(path: Path, **options):
+    config, nodes = load_config(path)
+    return run(config, nodes, show_progress=False, **options)
 
 
-def shard_hashes(manifest: dict) -> dict[str, str]:
+def shard_hashes(manifest) -> dict[str, str]:
     """Every output shard, by its path under the run directory, with its content hash."""
     found = {}
-    for entry in manifest["stages"].values():
-        for info in entry["kept"] + entry["removed"]:
-            found[info["path"].split("/stages/", 1)[1]] = info["sha256"]
+    for entry in manifest.stages.values():
+        for info in entry.kept + entry.removed:
+            assert info.path.startswith("stages/")  # relative to the run directory
+            found[info.path] = info.sha256
     return found
 
 
@@ -59,10 +60,10 @@ def test_example_runs_end_to_end_and_then_is_cached(local_ray, tmp_path):
     path = write_config(tmp_path, example)
     manifest = run_config(path)
 
-    read, extract = manifest["stages"]["read"], manifest["stages"]["extract"]
-    assert read["status"] == extract["status"] == "done"
-    assert read["docs_in"] == example["input"]["sample"]["documents"]
-    assert extract["docs_in"] == read["docs_out"]
+    read, extract = manifest.stages["read"], manifest.stages["extract"]
+    assert read.status == extract.status == "done"
+    assert read.docs_in == example["input"]["sample"]["documents"]
+    assert extract.docs_in == read.docs_out
     stats = json.loads((tmp_path / "demo/stages/extract/stats.json").read_text())
     assert stats["docs_in"] == stats["docs_out"] + sum(stats["removed_by_reason"].values())
     assert stats["removed_by_reason"]["extract:too_large"] == 1  # the sample's 1.5 MB page
@@ -74,19 +75,19 @@ def test_example_runs_end_to_end_and_then_is_cached(local_ray, tmp_path):
     by_pandas = pd.read_parquet(kept_dir)
     by_polars = pl.read_parquet(str(kept_dir / "*.parquet"))
     by_duckdb = duckdb.sql(f"select count(distinct id) from '{kept_dir}/*.parquet'").fetchall()[0][0]
-    assert len(by_pandas) == by_polars.height == by_duckdb == extract["docs_out"]
+    assert len(by_pandas) == by_polars.height == by_duckdb == extract.docs_out
     assert "html" not in by_pandas.columns and by_pandas["text"].str.len().min() > 0
     removed = pd.read_parquet(tmp_path / "demo/stages/extract/removed")
     assert set(removed["drop_reason"]) == set(stats["removed_by_reason"])
     # the sample plants 12 exact and 12 near duplicates (5% of 240 each); the filters keep them all
-    exact, near = manifest["stages"]["exact_dedup"], manifest["stages"]["minhash_dedup"]
-    assert exact["docs_in"] - exact["docs_out"] == 12 and near["docs_in"] - near["docs_out"] == 12
-    tokens = json.loads((tmp_path / "demo/tokens/index.json").read_text())
-    assert sum(tokens["splits"][s]["documents"] for s in ("train", "val")) == near["docs_out"]
+    exact, near = manifest.stages["exact_dedup"], manifest.stages["minhash_dedup"]
+    assert exact.docs_in - exact.docs_out == 12 and near.docs_in - near.docs_out == 12
+    tokens = json.loads((tmp_path / "demo/stages/tokenize/artifact/index.json").read_text())
+    assert sum(tokens["splits"][s]["documents"] for s in ("train", "val")) == near.docs_out
 
     before = mtimes(tmp_path / "demo")
     again = run_config(path)
-    assert all(entry["cached"] for entry in again["stages"].values())
+    assert all(entry.cached for entry in again.stages.values())
     assert mtimes(tmp_path / "demo") == before
 
 
@@ -122,17 +123,17 @@ def test_force_until_and_changed_options(local_ray, tmp_path, crawl):
     path = write_config(tmp_path, raw)
 
     first = run_config(path, until="extract")
-    assert set(first["stages"]) == {"read", "extract"}
+    assert set(first.stages) == {"read", "extract"}
 
     second = run_config(path, force=("extract",))
-    assert second["stages"]["read"]["cached"] and second["stages"]["short"]["status"] == "done"
-    assert "cached" not in second["stages"]["extract"]  # re-run, not taken from cache
+    assert second.stages["read"].cached and second.stages["short"].status == "done"
+    assert second.stages["extract"].cached is False  # re-run, not taken from cache
 
     raw["stages"][1]["min_chars"] = 500
     third = run_config(write_config(tmp_path, raw))
-    assert third["stages"]["read"]["cached"] and third["stages"]["extract"]["cached"]
-    assert "cached" not in third["stages"]["short"]
-    assert third["stages"]["short"]["docs_out"] < second["stages"]["short"]["docs_out"]
+    assert third.stages["read"].cached and third.stages["extract"].cached
+    assert third.stages["short"].cached is False
+    assert third.stages["short"].docs_out < second.stages["short"].docs_out
     reasons = pd.read_parquet(tmp_path / "out/stages/short/removed")["drop_reason"]
     assert set(reasons) == {"short:chars<500"}
 
@@ -157,7 +158,7 @@ def test_user_columns_travel_and_bad_documents_are_quarantined(local_ray, tmp_pa
     assert list(read_removed["drop_reason"]) == ["read:bad_json"] and "line 4" in read_removed["drop_detail"][0]
     flaky_removed = pd.read_parquet(tmp_path / "out/stages/flaky/removed")
     assert list(flaky_removed["origin"]) == ["src-7"] and flaky_removed["drop_reason"][0] == "flaky:error"
-    assert manifest["stages"]["flaky"]["docs_out"] == 29
+    assert manifest.stages["flaky"].docs_out == 29
 
     kept = pd.read_parquet(tmp_path / "out/stages/short/kept").sort_values("origin")
     expected = pd.DataFrame([r for r in rows if "boom" not in r["text"]]).sort_values("origin")
@@ -179,7 +180,7 @@ def test_branching_dag_and_parquet_input(local_ray, tmp_path):
                       {"name": "loud", "type": "example_stages:Shout", "after": "long"},
                       {"name": "both", "type": "example_stages:Flaky", "after": ["longer", "loud"]}]}
     manifest = run_config(write_config(tmp_path, raw))
-    assert [manifest["stages"][s]["docs_out"] for s in ("long", "longer", "loud", "both")] == [10, 5, 10, 15]
+    assert [manifest.stages[s].docs_out for s in ("long", "longer", "loud", "both")] == [10, 5, 10, 15]
     both = pd.read_parquet(tmp_path / "out/stages/both/kept")
     assert sorted(both["id"]) == sorted([f"id-{i}" for i in range(15, 20)] + [f"id-{i}" for i in range(10, 20)])
 
@@ -192,7 +193,7 @@ def test_unreadable_input_is_skipped_or_fatal_when_strict(local_ray, tmp_path, c
     manifest = run_config(write_config(tmp_path, raw))
     stats = json.loads((tmp_path / "out/stages/read/stats.json").read_text())
     assert [s["path"] for s in stats["files_skipped"]] == [str(garbage)]
-    assert manifest["stages"]["extract"]["docs_out"] > 0
+    assert manifest.stages["extract"].docs_out > 0
 
     raw["input"]["strict"] = True
     raw["output_dir"] = str(tmp_path / "strict")
@@ -210,9 +211,9 @@ def test_a_changed_data_file_reruns_its_stage(local_ray, tmp_path):
     raw = {"name": "u", "output_dir": str(tmp_path / "out"), "input": {"jsonl": [str(docs)]},
            "stages": [{"name": "urls", "type": "url_filter", "domains_files": [str(blocked)]}]}
     path = write_config(tmp_path, raw)
-    assert run_config(path)["stages"]["urls"]["docs_out"] == 8
+    assert run_config(path).stages["urls"].docs_out == 8
 
     blocked.write_text("site0.example\nsite1.example\n")  # same options, new contents
     again = run_config(path)
-    assert again["stages"]["read"]["cached"] and "cached" not in again["stages"]["urls"]
-    assert again["stages"]["urls"]["docs_out"] == 4
+    assert again.stages["read"].cached and "cached" not in again.stages["urls"]
+    assert again.stages["urls"].docs_out == 4

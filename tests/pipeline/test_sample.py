@@ -2,6 +2,8 @@
 
 import re
 
+from pathlib import Path
+
 import pytest
 import trafilatura
 from warcio.archiveiterator import ArchiveIterator
@@ -31,7 +33,7 @@ def declared_charset(content_type, body):
 
 @pytest.fixture(scope="module")
 def crawl(tmp_path_factory):
-    return write_sample_crawl(tmp_path_factory.mktemp("crawl"))
+    return [Path(p) for p in write_sample_crawl(tmp_path_factory.mktemp("crawl"))]
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +47,9 @@ def test_writes_sorted_named_files(crawl):
 
 
 def test_deterministic(crawl, tmp_path):
-    again = write_sample_crawl(tmp_path / "again")
+    again = [Path(p) for p in write_sample_crawl(tmp_path / "again")]
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in crawl]
-    other = write_sample_crawl(tmp_path / "other", seed=99)
+    other = [Path(p) for p in write_sample_crawl(tmp_path / "other", seed=99)]
     assert [p.read_bytes() for p in other] != [p.read_bytes() for p in crawl]
 
 
@@ -77,7 +79,7 @@ def test_requests_precede_their_responses(crawl):
 
 def test_response_count_is_exact(responses, tmp_path):
     assert len(responses) == 240
-    small = read_records(write_sample_crawl(tmp_path, seed=7, documents=50, files=3))
+    small = read_records([Path(p) for p in write_sample_crawl(tmp_path, seed=7, documents=50, files=3)])
     assert sum(r[1] == "response" for r in small) == 50
 
 

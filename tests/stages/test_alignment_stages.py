@@ -26,14 +26,14 @@ def test_the_align_example_runs_pretrain_then_sft_then_dpo(local_ray, tmp_path):
             stage["data"] = [HH]
     path = tmp_path / "align.yaml"
     path.write_text(yaml.safe_dump(example))
-    config, specs = load_config(path)
-    by_name = {spec.name: spec.config for spec in specs}
-    assert by_name["sft"].start.endswith("checkpoints/pretrain/step-000060")
-    assert by_name["dpo"].start.endswith("checkpoints/sft/step-000040")
-    manifest = run(config, specs, show_progress=False)
+    config, nodes = load_config(path)
+    by_name = {node.name: node.config for node in nodes}
+    assert by_name["sft"].start == str(tmp_path / "run/stages/pretrain/artifact/step-000060")
+    assert by_name["dpo"].start == str(tmp_path / "run/stages/sft/artifact/step-000040")
+    manifest = run(config, nodes, show_progress=False)
     for name, steps in (("sft", 40), ("dpo", 40)):
-        assert Path(manifest["stages"][name]["artifacts"][0]).parent.name == f"step-{steps:06d}"
-    last = json.loads((tmp_path / "run/checkpoints/dpo/metrics.jsonl").read_text().splitlines()[-1])
+        assert f"stages/{name}/artifact/step-{steps:06d}/state.pt" in {f.path for f in manifest.stages[name].artifact}
+    last = json.loads((tmp_path / "run/stages/dpo/artifact/metrics.jsonl").read_text().splitlines()[-1])
     assert {"val/rewards/accuracies", "val/rewards/margins", "rewards/chosen", "rewards/rejected"} <= set(last)
 
 

@@ -33,7 +33,7 @@ def run(stage: BadWords, texts, languages=None) -> list:
     columns = {"text": texts}
     if languages is not None:
         columns["language"] = languages
-    out = stage.process(pa.table(columns))
+    out = stage(pa.table(columns))  # set up on first use
     assert out.num_rows == len(texts)
     return out.column(DROP_REASON).to_pylist()
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from crawl2model.stages.fineweb_quality import (
-    TERMINAL_PUNCTUATION,
-    FineWebQuality,
-    FineWebQualityConfig,
-)
+from crawl2model.stages._text import TERMINAL_PUNCTUATION
+from crawl2model.stages.fineweb_quality import FineWebQuality, FineWebQualityConfig
 
 
 def reasons(texts, **options):

@@ -188,6 +188,6 @@ def test_agreement_with_datatrove(extracted_pages, compare_with_datatrove):
 def test_symbols_are_datatrove_punctuation():
     from datatrove.utils.text import PUNCTUATION_SET
 
-    from crawl2model.stages.gopher_quality import _PUNCTUATION
+    from crawl2model.stages._text import PUNCTUATION
 
-    assert set(_PUNCTUATION) == PUNCTUATION_SET
+    assert set(PUNCTUATION) == PUNCTUATION_SET and len(PUNCTUATION) == len(PUNCTUATION_SET)

@@ -15,7 +15,6 @@ from crawl2model.pipeline.config import ConfigError
 
 from crawl2model.catalog import parse_config
 from crawl2model.pipeline.stage import DROP_REASON
-from crawl2model.stages._filter import RATIO_EDGES
 from crawl2model.stages.langid import LangId, LangIdConfig, default_model_path
 
 SENTENCES = {
@@ -95,7 +94,11 @@ def test_languages_rule_and_reason():
 
 def test_low_score_is_reported_before_the_language_rule():
     s = make_stage(languages=["en"], min_score=0.99)
-    assert run(s, [SENTENCES["de"] + " ok hello"])[DROP_REASON] in (["langid:score<0.99"], ["langid:language=de"])
+    out = run(s, ["Auf Wiedersehen hello", "Das Haus ist hello ok"])  # German, unsure (0.96) and sure (0.9999)
+    assert out["language"] == ["de", "de"]
+    assert out["language_score"][0] < 0.99 <= out["language_score"][1]
+    # the first breaks both rules and is removed for its score; the second only for its language
+    assert out[DROP_REASON] == ["langid:score<0.99", "langid:language=de"]
     out = run(s, ["hello ok"])  # low score and not certain: the score rule is named
     assert out[DROP_REASON] == ["langid:score<0.99"]
 
@@ -128,7 +131,8 @@ def test_counters_and_score_histogram():
     run(s, [SENTENCES["en"], SENTENCES["en"], SENTENCES["de"], ""])
     assert s.counters["language:en"] == 2 and s.counters["language:de"] == 1 and s.counters["language:none"] == 1
     histogram = s.histograms["language_score"]
-    assert histogram["edges"] == RATIO_EDGES and RATIO_EDGES[:3] == [0.0, 0.05, 0.1] and RATIO_EDGES[-1] == 1.0
+    assert histogram["edges"] == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
+                                  0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
     assert sum(histogram["counts"]) == 3  # the empty text has no score
 
 
@@ -255,8 +259,8 @@ def test_config_loading_names_the_model_key(tmp_path):
     assert info.value.problems[0].startswith("stages[1].model: ")
     assert "model file not found" in info.value.problems[0]
     raw["stages"][1]["model"] = str(default_model_path())
-    _, specs = parse_config(raw, source="crawl.yaml")
-    assert specs[1].cls is LangId
+    _, nodes = parse_config(raw, source="crawl.yaml")
+    assert nodes[1].cls is LangId
 
 
 # --- real data: UDHR (udhr2, one file per language, UTF-8) and Genesis ---------------------------

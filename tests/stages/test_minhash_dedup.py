@@ -19,6 +19,7 @@ from crawl2model.pipeline.config import ConfigError
 from crawl2model.catalog import load_config, parse_config
 from crawl2model.pipeline.runner import run
 from crawl2model.stages import _minhash
+from crawl2model.stages._text import fold
 
 LICENCES = ["pytorch_license", "rails_mit_license", "react_mit_license"]
 
@@ -29,7 +30,7 @@ def documents(texts: list[str], prefix: str = "d") -> pa.Table:
 
 def shingle_set(text: str, n: int = 5) -> set[tuple[str, ...]]:
     """The definition the stage implements, written plainly: word n-grams of the normalised text."""
-    words = _minhash.normalize(text).split()
+    words = fold(text).split()
     return {tuple(words[i:i + n]) for i in range(max(len(words) - n + 1, 1))} if words else set()
 
 
@@ -38,8 +39,8 @@ def true_jaccard(a: set, b: set) -> float:
 
 
 def test_normalize_folds_case_punctuation_digits_and_width():
-    assert _minhash.normalize("Hello, World! Page 12 of ２０") == "hello  world  page 00 of 00"
-    assert _minhash.normalize("l’été — déjà\n\tvu") .split() == ["l", "été", "déjà", "vu"]
+    assert fold("Hello, World! Page 12 of ２０") == "hello  world  page 00 of 00"
+    assert fold("l’été — déjà\n\tvu").split() == ["l", "été", "déjà", "vu"]
 
 
 def test_signatures_are_datasketch_minhash_of_the_same_shingle_hashes():
@@ -191,15 +192,15 @@ def test_a_run_under_local_ray_with_several_shards_and_two_workers(near_duplicat
     path = tmp_path / "crawl.yaml"
     path.write_text(yaml.safe_dump(config))
     manifest = run(*load_config(path), show_progress=False)
-    near = manifest["stages"]["near"]
-    assert len(manifest["stages"]["read"]["kept"]) >= 8 and near["status"] == "done"
+    near = manifest.stages["near"]
+    assert len(manifest.stages["read"].kept) >= 8 and near.status == "done"
     stats = json.loads((tmp_path / "run/stages/near/stats.json").read_text())
     assert stats["phases"]["signatures"]["tasks"] >= 8 and stats["phases"]["candidates"]["tasks"] >= 2
-    assert stats["removed_by_reason"]["minhash_duplicate"] == near["docs_in"] - near["docs_out"] > 50
+    assert stats["removed_by_reason"]["minhash_duplicate"] == near.docs_in - near.docs_out > 50
     assert sum(stats["histograms"]["cluster_size"]["counts"]) == stats["counters"]["clusters"]
-    removed = storage.read_parquet_files([f["path"] for f in near["removed"]])
-    kept = storage.read_parquet_files([f["path"] for f in near["kept"]])
+    removed = storage.read_parquet_files([str(tmp_path / "run" / f.path) for f in near.removed])
+    kept = storage.read_parquet_files([str(tmp_path / "run" / f.path) for f in near.kept])
     assert set(removed.column("duplicate_of").to_pylist()) <= set(kept.column("id").to_pylist())
-    assert manifest["stages"]["exact"]["docs_in"] == near["docs_out"]
+    assert manifest.stages["exact"].docs_in == near.docs_out
     again = run(*load_config(path), show_progress=False)  # nothing changed: nothing runs
-    assert all(entry["cached"] for name, entry in again["stages"].items())
+    assert all(entry.cached for entry in again.stages.values())

@@ -2,7 +2,7 @@
 index.json, zero-copy memory mapping, every document back by decoding, determinism, bad input."""
 from __future__ import annotations
 
-import json
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 from tokenizers import Tokenizer
 
-from crawl2model.stages.train_tokenizer import EOS, TrainTokenizerConfig, train_bpe
+from crawl2model.model.special_tokens import EOS
+from crawl2model.stages.train_tokenizer import TrainTokenizerConfig, train_bpe
 from crawl2model.train.tokens import load_index, open_shard, token_type
 
 TEXTS = [f"Document {i}: {'the quick brown fox ' * (i % 7 + 1)}jumps over {i * 13} lazy dogs. Ünïcödé 文字 {i}"
@@ -29,7 +30,7 @@ def tokenize(run_global, tokenizer_file: str, name: str, shards_in: int = 3, **o
               for k in range(shards_in)]
     options = {"tokenizer": tokenizer_file, "shard_tokens": 1500, "val_fraction": 0.1, "seed": 7, **options}
     _, _, stage_dir = run_global("tokenize", options, tables, name=name)
-    return load_index(Path(stage_dir) / "run")
+    return load_index(Path(stage_dir) / "artifact")
 
 
 def mapped_ranges(path: str) -> list[tuple[int, int]]:
@@ -61,12 +62,15 @@ def test_index_counts_are_the_shards_row_lengths_and_every_document_comes_back(r
         assert entry["tokens"] == sum(s["tokens"] for s in entry["shards"])
     assert sorted(decoded) == sorted(TEXTS)
     assert 10 <= index.data["splits"]["val"]["documents"] <= 60  # 10% of 300, seeded
-    assert index.tokenizer_sha256 == json.loads(json.dumps(index.data))["tokenizer_sha256"]
+    expected = hashlib.sha256(Path(tokenizer_file).read_bytes()).hexdigest()
+    assert index.tokenizer_sha256 == expected  # the tokenizer used, and its copy beside the shards
+    assert hashlib.sha256(Path(index.tokenizer).read_bytes()).hexdigest() == expected
+    assert index.data["tokenizer"] == "tokenizer.json"  # relative: no path of this machine in the index
 
 
 def test_reading_a_shard_maps_it_and_copies_nothing(run_global, tokenizer_file):
     index = tokenize(run_global, tokenizer_file, "b")
-    path = index.root / index.shards("train")[0]["path"]
+    path = Path(index.root) / index.shards("train")[0]["path"]
     shard = open_shard(path)
     ranges = mapped_ranges(str(path))
     assert ranges, "the shard is not memory-mapped"
@@ -116,20 +120,21 @@ def test_train_tokenizer_then_tokenize_in_a_pipeline_run(local_ray, tmp_path):
     path = tmp_path / "crawl.yaml"
     path.write_text(yaml.safe_dump(config))
     manifest = run(*load_config(path), show_progress=False)
-    stages = manifest["stages"]
-    assert stages["tokenize"]["docs_in"] == stages["bpe"]["docs_in"] == stages["extract"]["docs_out"]
-    assert stages["langid"]["docs_in"] == stages["extract"]["docs_out"]  # through bpe, which removes nothing
-    assert stages["tokenize"]["artifacts"] == [str(tmp_path / "run/tokens/index.json")]
+    stages = manifest.stages
+    assert stages["tokenize"].docs_in == stages["bpe"].docs_in == stages["extract"].docs_out
+    assert stages["langid"].docs_in == stages["extract"].docs_out  # through bpe, which removes nothing
+    made = {f.path for f in stages["tokenize"].artifact}
+    assert {"stages/tokenize/artifact/index.json", "stages/tokenize/artifact/tokenizer.json"} <= made
 
     index = load_index(tmp_path / "run")
     assert index.data["splits"]["train"]["documents"] + index.data["splits"]["val"]["documents"] == \
-        stages["extract"]["docs_out"]
-    fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "run/tokenizer/tokenizer.json"))
-    ours = Tokenizer.from_file(str(tmp_path / "run/tokenizer/tokenizer.json"))
+        stages["extract"].docs_out
+    fast = PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "run/stages/bpe/artifact/tokenizer.json"))
+    ours = Tokenizer.from_file(str(tmp_path / "run/stages/bpe/artifact/tokenizer.json"))
     sentence = "Ein Satz, une phrase, a sentence: 12345 ✓"
     assert fast(sentence)["input_ids"] == ours.encode(sentence).ids and fast.decode(fast(sentence)["input_ids"]) == sentence
 
     printed = CliRunner().invoke(app, ["tokens", "stats", str(tmp_path / "run")], terminal_width=200)
     assert printed.exit_code == 0 and "train" in printed.output and "uint16" in printed.output
     again = run(*load_config(path), show_progress=False)
-    assert all(entry["cached"] for entry in again["stages"].values())
+    assert all(entry.cached for entry in again.stages.values())

@@ -11,9 +11,9 @@ def test_removes_above_max_score_and_one_bad_paragraph_suffices(hq_model, labell
     rows = labelled_texts(4, seed=5)  # hq, lq, hq, lq: score "lq" as the toxic label
     texts = [rows[0]["text"], rows[1]["text"], f"{rows[2]['text']}\n{rows[3]['text']}"]
     by_document = ToxicityClassifier(ToxicityClassifierConfig(model=hq_model, label="lq"))
-    out = by_document.process(pa.table({"text": texts}))
+    out = by_document(pa.table({"text": texts}))  # set up on first use
     assert out.column("drop_reason").to_pylist()[:2] == [None, "toxicity_classifier:score>0.5"]
     by_paragraph = ToxicityClassifier(ToxicityClassifierConfig(model=hq_model, label="lq", granularity="paragraph"))
     assert by_paragraph.config.aggregate == "max"
-    scores = by_paragraph.process(pa.table({"text": texts})).column("toxicity_score").to_pylist()
+    scores = by_paragraph(pa.table({"text": texts})).column("toxicity_score").to_pylist()
     assert scores[2] == max(by_document.classifier.score([rows[2]["text"], rows[3]["text"]]))

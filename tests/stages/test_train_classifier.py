@@ -37,13 +37,13 @@ def test_trains_on_files_and_a_seeded_sample_of_its_input(run_global, labelled_t
                            {"input": True, "label": "lq", "max_documents": 150}]}
     _, _, stage_dir = run_global("train_classifier", options, [documents(crawl[:70]), documents(crawl[70:])],
                                  name="quality_model")
-    metadata = read_metadata(f"{stage_dir}/run/classifiers/quality_model/model.bin")
+    metadata = read_metadata(f"{stage_dir}/artifact/model.bin")
     assert metadata["data"]["examples"] == {"hq": 200, "lq": 150} and metadata["trained_by"] == "quality_model"
     assert metadata["metrics"]["roc_auc"] > 0.9
     # the same documents in other shards: the same sample, so the same model
     _, _, other = run_global("train_classifier", options, [documents(crawl[:20]), documents(crawl[20:120]),
                                                            documents(crawl[120:])], name="other")
-    assert read_metadata(f"{other}/run/classifiers/other/model.bin")["sha256"] == metadata["sha256"]
+    assert read_metadata(f"{other}/artifact/model.bin")["sha256"] == metadata["sha256"]
 
 
 def stages_config(tmp_path: Path, labelled: Path, *stages: dict, crawl: Path | None = None) -> dict:
@@ -57,7 +57,7 @@ def test_an_apply_stage_finds_the_model_trained_before_it(labelled_texts, tmp_pa
     config, specs = parse_config(stages_config(tmp_path, labelled, {"name": "q", "type": "quality_classifier"}))
     bound = specs[-1].config
     assert bound.trained_by == "quality_model" and bound.label == "hq"
-    assert bound.model == f"{config.output_dir}/classifiers/quality_model/model.bin"
+    assert bound.model == f"{config.output_dir}/stages/quality_model/artifact/model.bin"
 
 
 @pytest.mark.parametrize("stage, message", [
@@ -86,13 +86,13 @@ def test_a_changed_training_set_reruns_what_scores_with_it(local_ray, labelled_t
     path.write_text(yaml.safe_dump(stages_config(tmp_path, labelled, {"name": "q", "type": "quality_classifier"},
                                                  {"name": "after_q", "type": "fineweb_quality"}, crawl=crawl)))
     first = run(*load_config(path), show_progress=False)
-    assert first["stages"]["q"]["docs_out"] < first["stages"]["q"]["docs_in"] == 300
+    assert first.stages["q"].docs_out < first.stages["q"].docs_in == 300
     again = run(*load_config(path), show_progress=False)
-    assert all(entry["cached"] for entry in again["stages"].values())
+    assert all(entry.cached for entry in again.stages.values())
     labelled_file(tmp_path, labelled_texts(300, seed=1))  # new training examples, same file name
     third = run(*load_config(path), show_progress=False)
-    assert third["stages"]["read"]["cached"]
-    assert not any(third["stages"][name].get("cached") for name in ("quality_model", "q", "after_q"))
+    assert third.stages["read"].cached
+    assert not any(third.stages[name].cached for name in ("quality_model", "q", "after_q"))
 
 
 @pytest.mark.ray
@@ -114,8 +114,8 @@ def test_classifier_stages_in_a_run_on_the_990_page_warc(local_ray, tmp_path):
     manifest = run(*load_config(path), show_progress=False)
     run_dir = tmp_path / "run"
     for name in ("quality_model", "toxicity_model"):
-        assert manifest["stages"][name]["artifacts"] and (run_dir / "classifiers" / name / "model.json").exists()
-    assert read_metadata(str(run_dir / "classifiers/quality_model/model.bin"))["metrics"]["roc_auc"] > 0.95
+        assert manifest.stages[name].artifact and (run_dir / "stages" / name / "artifact/model.json").exists()
+    assert read_metadata(str(run_dir / "stages/quality_model/artifact/model.bin"))["metrics"]["roc_auc"] > 0.95
     stage_dir = run_dir / "stages" / "toxicity"
     kept = duckdb.sql(f"select quality_score, toxicity_score from '{stage_dir}/kept/*.parquet'").df()
     removed = duckdb.sql(f"select toxicity_score, drop_reason from '{stage_dir}/removed/*.parquet'").df()
@@ -125,4 +125,4 @@ def test_classifier_stages_in_a_run_on_the_990_page_warc(local_ray, tmp_path):
     assert kept.quality_score.notna().all() and kept.toxicity_score.notna().all()
     assert (kept.toxicity_score <= 0.5).all() and (removed.toxicity_score > 0.5).all() and len(removed) > 0
     assert stats["removed_by_reason"] == {"toxicity_classifier:score>0.5": len(removed)}
-    assert stats["docs_in"] == manifest["stages"]["quality"]["docs_out"] == len(kept) + len(removed)
+    assert stats["docs_in"] == manifest.stages["quality"].docs_out == len(kept) + len(removed)

@@ -43,7 +43,8 @@ def test_bad_pairs_are_counted_with_their_line_numbers(pretrained, tmp_path):
     assert all(len(p.prompt) + max(len(p.chosen), len(p.rejected)) <= 64 for p in pairs)
 
 
-def test_align_commands_and_chat_generation(pretrained, shared_data, tmp_path):
+def test_align_commands_and_chat_generation(pretrained, shared_data, tmp_path, reference_generate, same_text):
+    from tokenizers import Tokenizer
     from typer.testing import CliRunner
 
     from crawl2model.cli import app
@@ -62,5 +63,22 @@ def test_align_commands_and_chat_generation(pretrained, shared_data, tmp_path):
     answer = cli.invoke(app, ["generate", str(tmp_path / "dpo" / "step-000004"), "Hello?", "--tokenizer",
                               str(tokenizer), "--temperature", "0", "--max-new-tokens", "8"])
     assert answer.exit_code == 0 and "Hello?" not in answer.output  # a chat answer, not a continuation
+    # the answer is what the aligned model predicts after the chat template's user turn, worked out
+    # with its forward pass alone, up to its end-of-turn token
+    from crawl2model.train.pretrain import load_model
+
+    model, _ = load_model(tmp_path / "dpo" / "step-000004")
+    chat = ChatTokens(Tokenizer.from_file(str(tokenizer)))
+    prompt, _ = chat.encode([{"role": "user", "content": "Hello?"}], generation_prompt=True)
+    expected = reference_generate(model, prompt, 8, eos_id=chat.end)
+    assert len(set(expected) - {chat.end}) >= 2, expected  # an answer a constant token could not give
+    assert same_text(answer.output, chat.tokenizer.decode(expected)), (answer.output, chat.tokenizer.decode(expected))
+    sampled = {}
+    for seed in (1, 2):  # sampled (temperature 1, top_p 0.95): the seed's draws, and two seeds two answers
+        sampled[seed] = cli.invoke(app, ["generate", str(tmp_path / "dpo" / "step-000004"), "Hello?", "--tokenizer",
+                                         str(tokenizer), "--temperature", "1", "--seed", str(seed), "--max-new-tokens", "8"])
+        draws = reference_generate(model, prompt, 8, eos_id=chat.end, temperature=1.0, top_p=0.95, seed=seed)
+        assert sampled[seed].exit_code == 0 and same_text(sampled[seed].output, chat.tokenizer.decode(draws))
+    assert sampled[1].output != sampled[2].output
     bad = cli.invoke(app, ["align", "dpo", str(start), hh, "--config", str(tmp_path / "sft.yaml"), "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "seq_len" in " ".join(bad.output.split())  # an SFT option given to DPO

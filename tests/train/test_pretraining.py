@@ -56,7 +56,7 @@ def test_the_loss_falls_well_below_what_context_free_guessing_reaches(shakespear
     print(f"\nafter 200 steps: loss {summary['loss']:.3f}, val {summary['val_loss']:.3f}; unigram entropy {floor:.3f}, "
           f"ln(vocab) {math.log(512):.3f}; {summary['tokens_per_s']:,} tokens/s")
     assert summary["val_loss"] < floor - 0.6 and summary["loss"] < floor - 0.6
-    assert checkpoint.latest(tmp_path).name == "step-000200"
+    assert Path(checkpoint.latest(tmp_path)).name == "step-000200"
     model, saved = load_model(checkpoint.latest(tmp_path))
     assert saved["model"]["vocab_size"] == 512 and model.config.n_kv_heads == 2
 
@@ -67,19 +67,28 @@ def run_module(*args: str, env: dict | None = None, launcher: list[str] | None =
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_resuming_from_a_checkpoint_in_a_new_process_continues_exactly(shakespeare_tokens, tmp_path):
+def test_resuming_from_a_checkpoint_in_a_new_process_continues_exactly(shakespeare_tokens, tmp_path, same_state):
     """40 steps straight, against a job stopped after step 20 (the schedule still set for 40) and
-    resumed in a new process."""
+    resumed in a new process. The model has dropout, so the random numbers of steps 21 to 40 are
+    the straight run's only when the checkpoint's RNG state is restored."""
     settings = yaml.safe_load(TRAIN_YAML) | {"steps": 40, "warmup_steps": 5, "checkpoint_interval": 100,
                                              "eval_interval": 1000}
+    settings["model"] = settings["model"] | {"dropout": 0.1}
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(settings))
     common = [str(shakespeare_tokens), "--config", str(tmp_path / "train.yaml")]
     run_module(*common, "--out", str(tmp_path / "straight"))
     run_module(*common, "--out", str(tmp_path / "resumed"), "--stop-at", "20")
-    assert checkpoint.latest(tmp_path / "resumed").name == "step-000020"
+    assert Path(checkpoint.latest(tmp_path / "resumed")).name == "step-000020"
     run_module(*common, "--out", str(tmp_path / "resumed"))
     straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
     assert [straight[s] for s in range(21, 41)] == [resumed[s] for s in range(21, 41)]
+    assert [straight[s] for s in range(1, 21)] == [resumed[s] for s in range(1, 21)]
+    # metrics.jsonl rounds losses to 6 places; the state they come from is compared whole: weights,
+    # optimizer moments, scheduler, loader position and RNG state after step 40, bit for bit
+    (ours, saved), (theirs, _) = (checkpoint.load(folder / "step-000040") for folder in (tmp_path / "straight",
+                                                                                          tmp_path / "resumed"))
+    assert saved["model"]["dropout"] == 0.1
+    assert same_state(ours, theirs)
 
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
@@ -109,7 +118,7 @@ def test_bad_inputs_stop_with_a_clear_message(shakespeare_tokens, tmp_path):
     with pytest.raises(ValueError, match="give `steps` or `tokens`"):
         TrainConfig.model_validate({"steps": 10, "tokens": 1000})
     train(shakespeare_tokens, tmp_path / "small", config(steps=2, checkpoint_interval=1), log=lambda _: None)
-    state = checkpoint.latest(tmp_path / "small") / checkpoint.STATE
+    state = Path(checkpoint.latest(tmp_path / "small")) / checkpoint.STATE
     state.write_bytes(state.read_bytes()[:1000])
     with pytest.raises(ValueError, match="corrupt checkpoint"):
         train(shakespeare_tokens, tmp_path / "small", config(steps=4), log=lambda _: None)
@@ -117,7 +126,8 @@ def test_bad_inputs_stop_with_a_clear_message(shakespeare_tokens, tmp_path):
         train(shakespeare_tokens, tmp_path / "nan", config(steps=3, lr=float("inf")), log=lambda _: None)
 
 
-def test_train_generate_and_export_from_the_command_line(shakespeare_tokens, tmp_path):
+def test_train_generate_and_export_from_the_command_line(shakespeare_tokens, tmp_path, reference_generate, same_text):
+    from tokenizers import Tokenizer
     from typer.testing import CliRunner
 
     from crawl2model.cli import app
@@ -128,10 +138,25 @@ def test_train_generate_and_export_from_the_command_line(shakespeare_tokens, tmp
                                "--out", str(tmp_path / "ckpt")])
     assert trained.exit_code == 0, trained.output
     step = checkpoint.latest(tmp_path / "ckpt")
-    tokenizer = str(shakespeare_tokens.parent / "tokenizer.json")
+    tokenizer = str(shakespeare_tokens / "tokenizer.json")
     greedy = [cli.invoke(app, ["generate", str(step), "ROMEO:", "--tokenizer", tokenizer, "--temperature", "0",
                                "--max-new-tokens", "12"]) for _ in range(2)]
     assert greedy[0].exit_code == 0 and greedy[0].output == greedy[1].output and greedy[0].output.startswith("ROMEO:")
+    # what the trained model predicts, worked out with its forward pass alone
+    model, _ = load_model(step)
+    encoder = Tokenizer.from_file(tokenizer)
+    eos = encoder.token_to_id("<|endoftext|>")
+    expected = reference_generate(model, encoder.encode("ROMEO:").ids, 12, eos_id=eos)
+    assert len(set(expected)) >= 3, encoder.decode(expected)  # not something a constant token could print
+    assert same_text(greedy[0].output, "ROMEO:" + encoder.decode(expected)), (greedy[0].output, encoder.decode(expected))
+    sampled = {}
+    for seed in (1, 2):  # at temperature 1, top_p 0.95 (the default): the seed's draws, and two seeds two texts
+        sampled[seed] = cli.invoke(app, ["generate", str(step), "ROMEO:", "--tokenizer", tokenizer, "--temperature",
+                                         "1", "--seed", str(seed), "--max-new-tokens", "12"])
+        draws = reference_generate(model, encoder.encode("ROMEO:").ids, 12, eos_id=eos, temperature=1.0, top_p=0.95,
+                                   seed=seed)
+        assert sampled[seed].exit_code == 0 and same_text(sampled[seed].output, "ROMEO:" + encoder.decode(draws))
+    assert sampled[1].output != sampled[2].output
     exported = cli.invoke(app, ["export", str(step), str(tmp_path / "hf"), "--tokenizer", tokenizer])
     assert exported.exit_code == 0 and (tmp_path / "hf" / "model.safetensors").exists()
     bad = cli.invoke(app, ["generate", str(tmp_path), "x", "--tokenizer", tokenizer])
@@ -141,7 +166,7 @@ def test_train_generate_and_export_from_the_command_line(shakespeare_tokens, tmp
     train_bpe(iter([["another corpus, another vocabulary"] * 50]), TrainTokenizerConfig(vocab_size=300)).save(
         str(tmp_path / "other.json"))
     other = cli.invoke(app, ["generate", str(step), "x", "--tokenizer", str(tmp_path / "other.json")])
-    assert other.exit_code == 2 and "another tokenizer" in " ".join(other.output.split())
+    assert other.exit_code == 2 and "is not the tokenizer" in " ".join(other.output.split())
 
 
 def test_accumulating_two_half_batches_equals_one_whole_batch(shakespeare_tokens, tmp_path):
@@ -159,7 +184,7 @@ def test_a_loss_spike_stops_training_naming_the_step(shakespeare_tokens, tmp_pat
 
 def test_shards_of_another_tokenizer_or_none_at_all(shakespeare_tokens, tmp_path):
     train(shakespeare_tokens, tmp_path / "run", config(steps=2), log=lambda _: None)
-    saved = checkpoint.latest(tmp_path / "run") / "config.json"
+    saved = Path(checkpoint.latest(tmp_path / "run")) / "config.json"
     settings = json.loads(saved.read_text())
     settings["model"]["vocab_size"] = 1000  # as if trained on shards of a 1000-token vocabulary
     saved.write_text(json.dumps(settings))

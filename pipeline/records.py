@@ -1,0 +1,182 @@
+"""What a run writes about itself, typed: a file written, a unit of work done, a stage's stats, the
+manifest. Each is a pydantic model, written and read here alone.
+
+Paths inside records are relative to the run directory (`stages/extract/kept/part-00000-00000.parquet`),
+so a run directory can move (to a bigger disk, to an object store) and still resume, and two runs of
+one config in two places write the same bytes.
+
+A record that cannot be read (a zero-length file left by a power cut, a foreign JSON) counts as
+absent: the unit it describes is done again.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crawl2model.pipeline import storage
+from crawl2model.pipeline.storage import FileInfo
+
+log = logging.getLogger(__name__)
+
+Histograms = dict[str, dict[str, list]]  # metric -> {"edges": [...], "counts": [...]}
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ShardOutput(Record):
+    """What one unit wrote for one output shard: the kept documents and, if any, the removed."""
+
+    unit: str
+    kept: FileInfo
+    removed: FileInfo | None = None
+    docs_in: int = 0  # the reader counts per shard (its unit, a file, yields several)
+    docs_out: int = 0
+    bytes_out: int = 0
+    removed_by_reason: dict[str, int] = {}
+
+
+class DoneRecord(Record):
+    """`_done/<unit>.json`: written after the unit's files, so its presence means they are whole."""
+
+    fingerprint: str
+    unit: str
+    input: str | None = None  # the shard (relative) or input file the unit read
+    outputs: list[ShardOutput] = []
+    docs_in: int = 0
+    docs_out: int = 0
+    removed_by_reason: dict[str, int] = {}
+    bytes_in: int = 0
+    bytes_out: int = 0
+    counters: dict[str, int] = {}
+    histograms: Histograms = {}
+    skipped: str | None = None  # the reader: why the file could not be read at all
+    started: float = 0.0
+    finished: float = 0.0
+
+
+class PhaseRecord(Record):
+    """A global stage's phase task done: `phases/<phase>/_done/<unit>.json`."""
+
+    fingerprint: str
+    unit: str
+    rows_in: int
+    rows_out: int
+    files: list[FileInfo] = []
+    counters: dict[str, int] = {}
+    histograms: Histograms = {}
+    started: float = 0.0
+    finished: float = 0.0
+
+
+class PhaseStats(Record):
+    tasks: int
+    rows_in: int
+    rows_out: int
+    files: int
+    bytes: int
+    cpu_seconds: float
+
+
+class SkippedFile(Record):
+    path: str
+    reason: str
+
+
+class StageStats(Record):
+    """`stages/<name>/stats.json`: what a stage did, summed over its units (and phases)."""
+
+    stage: str
+    type: str
+    fingerprint: str
+    shards: int = 0
+    docs_in: int = 0
+    docs_out: int = 0
+    removed_by_reason: dict[str, int] = {}
+    bytes_in: int = 0
+    bytes_out: int = 0
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    counters: dict[str, int] = {}
+    histograms: Histograms = {}
+    phases: dict[str, PhaseStats] | None = None
+    files: int | None = None  # the reader: input files read
+    files_skipped: list[SkippedFile] | None = None
+    artifact: list[FileInfo] | None = None  # a stage that makes a model, a tokenizer, token shards
+
+
+class ManifestEntry(Record):
+    status: Literal["pending", "running", "done", "failed"] = "pending"
+    fingerprint: str
+    cached: bool | None = None  # set on a finished stage: whether this invocation served it from the cache
+    type: str | None = None
+    after: list[str] = []
+    docs_in: int | None = None
+    docs_out: int | None = None
+    wall_seconds: float | None = None
+    kept: list[FileInfo] = []
+    removed: list[FileInfo] = []
+    artifact: list[FileInfo] = []
+
+
+class Manifest(Record):
+    """`manifest.json`: per stage, in DAG order, its fingerprint, status and files."""
+
+    name: str = ""
+    config_fingerprint: str = ""
+    updated: str = ""
+    packages: dict[str, str] = {}
+    stages: dict[str, ManifestEntry] = Field(default_factory=dict)
+
+
+R = TypeVar("R", bound=Record)
+
+
+def write(path: str, record: Record) -> None:
+    """Atomically, and synced to disk before the rename: a record is whole or absent."""
+    data = record.model_dump(mode="json", exclude_none=True)
+    sort = not isinstance(record, Manifest)  # the manifest keeps its stages in DAG order
+    storage.write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=sort) + "\n").encode(), sync=True)
+
+
+def read(path: str, model: type[R]) -> R | None:
+    """The record at `path`, or None when it is absent or unreadable (with a warning)."""
+    data = storage.read_bytes(path)
+    if data is None:
+        return None
+    try:
+        return model.model_validate(json.loads(data))
+    except (ValueError, ValidationError) as error:
+        log.warning("ignoring unreadable %s (%s): the work it records is done again", path, str(error)[:200])
+        return None
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def merge_counts(counts: list[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for item in counts:
+        total.update(item)
+    return dict(sorted(total.items()))
+
+
+def merge_histograms(histograms: list[Histograms]) -> Histograms:
+    """Sum the histograms of several units (their edges are fixed per metric)."""
+    total: Histograms = {}
+    for item in histograms:
+        for metric, entry in item.items():
+            into = total.setdefault(metric, {"edges": entry["edges"], "counts": [0] * len(entry["counts"])})
+            into["counts"] = [a + b for a, b in zip(into["counts"], entry["counts"])]
+    return dict(sorted(total.items()))
+
+
+def summed(records: list[Any], key: str) -> int:
+    return sum(getattr(r, key) for r in records)

@@ -1,0 +1,103 @@
+"""What a finished stage leaves about itself: its stats.json (its done records, and its phases',
+summed) and its manifest entry, and the manifest itself. Nothing here knows Ray."""
+from __future__ import annotations
+
+from crawl2model.pipeline import records, storage
+from crawl2model.pipeline.plan import StageNode
+from crawl2model.pipeline.records import FileInfo, Manifest, ManifestEntry, StageStats
+
+
+def stage_stats(node: StageNode) -> StageStats:
+    """Sum a finished stage's done records (and its phases') into stats.json; returns them."""
+    done = node.done_records()
+    outputs = [o for r in done for o in r.outputs]
+    stats = StageStats(
+        stage=node.name, type=node.type_name, fingerprint=node.fingerprint, shards=len(outputs),
+        docs_in=records.summed(done, "docs_in"), docs_out=records.summed(done, "docs_out"),
+        removed_by_reason=records.merge_counts([r.removed_by_reason for r in done]),
+        bytes_in=records.summed(done, "bytes_in"), bytes_out=records.summed(done, "bytes_out"),
+        wall_seconds=round(max((r.finished for r in done), default=0) - min((r.started for r in done), default=0), 3),
+        cpu_seconds=round(sum(r.finished - r.started for r in done), 3),
+        counters=records.merge_counts([r.counters for r in done]),
+        histograms=records.merge_histograms([r.histograms for r in done]))
+    if node.is_global:  # what its phases did, and what they counted
+        by_phase = _phase_records(node)
+        stats.phases = {p.name: _phase_stats(by_phase[p.name]) for p in node.build().phases() if p.name in by_phase}
+        every = [*done, *(r for phase in by_phase.values() for r in phase)]
+        stats.counters = records.merge_counts([r.counters for r in every])
+        stats.histograms = records.merge_histograms([r.histograms for r in every])
+        stats.wall_seconds = round(max((r.finished for r in every), default=0)
+                                   - min((r.started for r in every), default=0), 3)
+        stats.cpu_seconds = round(sum(r.finished - r.started for r in every), 3)
+    if node.makes_artifact:
+        stats.artifact = _artifact_files(node)
+    if node.is_source:
+        stats.files = len(done)
+        stats.files_skipped = [records.SkippedFile(path=r.input or "", reason=r.skipped) for r in done if r.skipped]
+    records.write(storage.join(node.directory, "stats.json"), stats)
+    return stats
+
+
+def manifest_entry(node: StageNode, stats: StageStats) -> ManifestEntry:
+    """A finished stage's entry: its counts and every file it wrote, as its done records list them."""
+    outputs = [o for r in node.done_records() for o in r.outputs]
+    return ManifestEntry(type=node.type_name, after=list(node.after), fingerprint=node.fingerprint, status="done",
+                         cached=False, docs_in=stats.docs_in, docs_out=stats.docs_out, wall_seconds=stats.wall_seconds,
+                         kept=[o.kept for o in outputs], removed=[o.removed for o in outputs if o.removed],
+                         artifact=stats.artifact or [])
+
+
+def _artifact_files(node: StageNode) -> list[FileInfo]:
+    """The files a stage made under its artifact folder, with their sizes (sha256 left empty:
+    hashing a model's checkpoints again would read them all)."""
+    fs, root = storage._fs(node.artifact_dir)
+    if not fs.exists(root):
+        return []
+    found = fs.find(root, detail=True)
+    return [FileInfo(path=storage.relative(storage.join(node.artifact_dir, storage.relative(path, root)), node.run_dir),
+                     rows=0, bytes=int(info.get("size") or 0), sha256="")
+            for path, info in sorted(found.items()) if ".tmp" not in path.rsplit("/", 1)[-1]]
+
+
+def _phase_records(node: StageNode) -> dict[str, list[records.PhaseRecord]]:
+    """The done records of a global stage's phase tasks, by phase."""
+    found: dict[str, list[records.PhaseRecord]] = {}
+    for path in storage.list_files(storage.join(node.directory, "phases"), ".json", recursive=True):
+        phase_dir, done, _ = path.rpartition("/_done/")
+        record = records.read(path, records.PhaseRecord) if done else None
+        if record and record.fingerprint == node.fingerprint:
+            found.setdefault(phase_dir.rsplit("/", 1)[1], []).append(record)
+    return found
+
+
+def _phase_stats(done: list[records.PhaseRecord]) -> records.PhaseStats:
+    """One phase's tasks, rows in and out, files and bytes written, and summed task seconds."""
+    return records.PhaseStats(tasks=len(done), rows_in=records.summed(done, "rows_in"),
+                              rows_out=records.summed(done, "rows_out"), files=sum(len(r.files) for r in done),
+                              bytes=sum(f.bytes for r in done for f in r.files),
+                              cpu_seconds=round(sum(r.finished - r.started for r in done), 3))
+
+
+def manifest_path(run_dir: str) -> str:
+    return storage.join(run_dir, "manifest.json")
+
+
+def write_manifest(run_dir: str, manifest: Manifest, **fields) -> None:
+    """Write the manifest, stamped with the time and the versions of the packages that ran."""
+    for key, value in fields.items():
+        setattr(manifest, key, value)
+    manifest.updated = records.now()
+    manifest.packages = package_versions()
+    records.write(manifest_path(run_dir), manifest)
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("crawl2model", "ray", "pyarrow", "trafilatura", "warcio", "pydantic", "numpy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
