@@ -26,6 +26,8 @@ def resolve_stage(type_name: str) -> type[Stage]:
     """
     if ":" in type_name:
         module_name, _, attr = type_name.partition(":")
+        if not _defines_class(module_name, attr):  # checked in its source: a module runs only once it may be a stage's
+            raise LookupError(f"'{attr}' in module '{module_name}' is not a crawl2model.pipeline.stage.Stage subclass")
         try:
             module = importlib.import_module(module_name)
         except ImportError as error:
@@ -33,6 +35,8 @@ def resolve_stage(type_name: str) -> type[Stage]:
         cls = getattr(module, attr, None)
         if not (isinstance(cls, type) and issubclass(cls, Stage)):
             raise LookupError(f"'{attr}' in module '{module_name}' is not a crawl2model.pipeline.stage.Stage subclass")
+        if not _is_concrete(cls):
+            raise LookupError(f"'{type_name}' is a base class: a stage implements process() (or, a global stage, phases())")
         return cls
 
     known = builtin_stage_types()
@@ -47,6 +51,34 @@ def resolve_stage(type_name: str) -> type[Stage]:
     if len(found) != 1:
         raise LookupError(f"module stages.{type_name} must define exactly one Stage with type_name '{type_name}'")
     return found[0]
+
+
+def _defines_class(module_name: str, name: str) -> bool:
+    """Whether the source of `module_name` defines a class `name` (or imports that name), read
+    without running the module. Raises LookupError when the module cannot be found."""
+    import ast
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError) as error:
+        raise LookupError(f"cannot import module '{module_name}' ({error}); is it installed or on PYTHONPATH?") from None
+    if spec is None or not spec.origin:
+        raise LookupError(f"cannot import module '{module_name}' (not found); is it installed or on PYTHONPATH?")
+    if not spec.origin.endswith(".py"):
+        return True  # compiled: nothing to read, the class check after import decides
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    return any(isinstance(node, ast.ClassDef) and node.name == name for node in tree.body) or any(
+        isinstance(node, (ast.Import, ast.ImportFrom)) and any((a.asname or a.name) == name for a in node.names)
+        for node in tree.body)
+
+
+def _is_concrete(cls: type[Stage]) -> bool:
+    from crawl2model.pipeline.global_stage import GlobalStage
+
+    if issubclass(cls, GlobalStage):
+        return cls.phases is not GlobalStage.phases
+    return cls.process is not Stage.process
 
 
 def load_config(path: str | Path):

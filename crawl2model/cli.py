@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crawl2model.pipeline import storage
@@ -302,12 +303,14 @@ def export(checkpoint_dir: str = typer.Argument(..., help="a checkpoint folder (
 
 def _print_document(row: dict, chars: int) -> None:
     body = row.get("text") or row.get("html") or ""
-    console.rule(f"[bold]{row.get('id')}[/] {row.get('url') or row.get('source') or ''}")
+    # crawled text is never markup: a URL holding "[/]" neither breaks the output nor fakes a line
+    console.rule(f"[bold]{escape(str(row.get('id')))}[/] {escape(str(row.get('url') or row.get('source') or ''))}")
     if row.get("drop_reason"):
         detail = f" ({row['drop_detail']})" if row.get("drop_detail") else ""
-        console.print(f"[red]removed:[/] {row['drop_reason']}{detail}")
+        console.print(f"[red]removed:[/] {escape(str(row['drop_reason']) + detail)}", emoji=False)
     extra = {k: v for k, v in row.items() if k not in ("id", "url", "text", "html", "drop_reason", "drop_detail")}
-    console.print(", ".join(f"{k}={v}" for k, v in extra.items()), style="dim", highlight=False)
+    console.print(", ".join(f"{k}={v}" for k, v in extra.items()), style="dim", highlight=False, markup=False,
+                  emoji=False)
     console.print(textwrap.shorten(body, chars, placeholder=" …") if body else "(no text)", highlight=False, markup=False, emoji=False)
 
 
@@ -329,8 +332,8 @@ def _n(value) -> str:
 
 
 def _load(path: str):
-    if os.getcwd() not in sys.path:  # stages given as `mymodule:MyStage` import from here, as with `python -m`
-        sys.path.insert(0, os.getcwd())
+    if os.getcwd() not in sys.path:  # stages given as `mymodule:MyStage` import from here, after installed
+        sys.path.append(os.getcwd())  # packages: a file here named as a library (trafilatura.py) never shadows it
     try:
         return load_config(path)
     except ConfigError as error:

@@ -45,6 +45,8 @@ def _codec(name: str | None) -> str | None:
         return None
     name = _WHATWG_ALIASES.get(name.lower(), name.lower())
     try:
-        return codecs.lookup(name).name
+        info = codecs.lookup(name)
     except LookupError:
         return None
+    # base64, hex, zlib, rot13, ... are codecs but not text encodings: bytes.decode refuses them
+    return info.name if getattr(info, "_is_text_encoding", True) else None

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from typing import Callable
 
 from crawl2model.pipeline.plan import SOURCE, StageNode, upstream
-from crawl2model.pipeline.sources import InputConfig, source_columns
+from crawl2model.pipeline.sources import InputConfig, parquet_text_problem, source_columns
 from crawl2model.pipeline.stage import Stage
 from crawl2model.pipeline.storage import expand_inputs
 
@@ -174,11 +174,15 @@ def _check_inputs(config: RunConfig) -> list[str]:
     for kind in ("warc", "jsonl", "parquet"):
         for i, pattern in enumerate(getattr(inputs, kind)):
             try:
-                if not expand_inputs([pattern], inputs.storage_options):
-                    problems.append(f"input.{kind}[{i}]: no file matches '{pattern}' "
-                                    f"(relative paths start at the current directory, {os.getcwd()})")
+                found = expand_inputs([pattern], inputs.storage_options)
             except Exception as error:  # a bad URL scheme, missing credentials, ...
                 problems.append(f"input.{kind}[{i}]: cannot list '{pattern}': {error}")
+                continue
+            if not found:
+                problems.append(f"input.{kind}[{i}]: no file matches '{pattern}' "
+                                f"(relative paths start at the current directory, {os.getcwd()})")
+            elif kind == "parquet" and (problem := parquet_text_problem(found[0], inputs)):
+                problems.append(f"input.{kind}[{i}]: {problem}")
     return problems
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -77,7 +78,7 @@ def _run(config: RunConfig, nodes: list[StageNode], address: str | None, until: 
     if not plan.to_run:
         return manifest
 
-    started_ray = connect(config, address)
+    started_ray = connect(config, address, user_code_paths(plan.nodes))
     progress = Progress(enabled=show_progress)
     try:
         import ray
@@ -137,7 +138,7 @@ def _prepare_dirs(plan: Plan) -> None:
             storage.write_json(marker, {"fingerprint": node.fingerprint})
 
 
-def connect(config: RunConfig, address: str | None) -> bool:
+def connect(config: RunConfig, address: str | None, code_paths: list[str] = ()) -> bool:
     """Join the cluster at --address / RAY_ADDRESS / ray.address, or start an embedded local Ray.
     Returns whether this call started Ray (and so should stop it)."""
     import ray
@@ -147,13 +148,31 @@ def connect(config: RunConfig, address: str | None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or config.ray.address
     if address:
         ray.init(address=address, runtime_env=config.ray.runtime_env or None, logging_level=logging.WARNING)
-    else:  # local workers import user stages from the current directory, as the driver does
+    else:  # local workers import user stages from where the driver found them, and nothing else from here
         env = dict(config.ray.runtime_env)
-        paths = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        env["env_vars"] = {"PYTHONPATH": os.pathsep.join(paths), **env.get("env_vars", {})}
+        paths = [*filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)), *code_paths]
+        env["env_vars"] = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)), **env.get("env_vars", {})}
         ray.init(num_cpus=config.ray.num_cpus, runtime_env=env, include_dashboard=False,
                  logging_level=logging.WARNING)
     return True
+
+
+def user_code_paths(nodes: list[StageNode]) -> list[str]:
+    """The folders a user's stage modules (`mymodule:MyStage`, not installed) were imported from.
+    Workers get these on their path, not the whole current directory: a file there named as a
+    library (trafilatura.py) must not shadow it."""
+    import sys
+
+    found = set()
+    for node in nodes:
+        if node.cls is None or node.cls.__module__.split(".")[0] == "crawl2model":
+            continue
+        file = getattr(sys.modules.get(node.cls.__module__), "__file__", None)
+        if not file or "site-packages" in file:
+            continue
+        depth = node.cls.__module__.count(".") + (1 if file.endswith("__init__.py") else 0)
+        found.add(str(Path(file).resolve().parents[depth]))
+    return sorted(found)
 
 
 class _Reporter:

@@ -6,6 +6,8 @@ documents; rows that cannot be documents travel beside them as removed rows with
 """
 from __future__ import annotations
 
+import json
+
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -19,11 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crawl2model.pipeline import warc
 from crawl2model.pipeline.jsonl import read_jsonl
-from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON
+from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, REMOVAL_COLUMNS
 from crawl2model.pipeline import storage
 from crawl2model.pipeline.storage import expand_inputs
 
 KINDS = ("warc", "jsonl", "parquet")
+RESERVED_COLUMNS = REMOVAL_COLUMNS  # columns the pipeline writes itself; an input's own are renamed input_<name>
 
 
 class SampleInput(BaseModel):
@@ -95,6 +98,21 @@ def source_columns(inputs: InputConfig) -> set[str]:
     return columns or set()
 
 
+def parquet_text_problem(path: str, inputs: InputConfig) -> str | None:
+    """What is wrong with a Parquet input's text column (not text), known from its schema alone;
+    None when it is fine, absent, or the file cannot be opened (the reader reports that)."""
+    try:
+        schema = _parquet_file(path, inputs).schema_arrow
+    except (OSError, pa.ArrowException):
+        return None
+    if inputs.text_column not in schema.names:
+        return None  # the stages that need text say so
+    kind = schema.field(inputs.text_column).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return f"column '{inputs.text_column}' of {path} is {kind}, not text; set text_column to the column of text"
+    return None
+
+
 def _parquet_file(path: str, inputs: InputConfig) -> pq.ParquetFile:
     """Opened by pyarrow through the filesystem (a Python file object can abort the interpreter at exit)."""
     fs, local = fsspec.core.url_to_fs(path, **inputs.storage_options)
@@ -144,41 +162,83 @@ def _chunk_rows(rows: Iterator[dict[str, Any]], size: int, schema: pa.Schema | N
 
 
 def _to_chunk(kept: list[dict], removed: list[dict], schema: pa.Schema | None) -> Chunk:
-    removed_schema = None
-    if schema is not None:
-        removed_schema = schema.append(pa.field(DROP_REASON, pa.string())).append(pa.field(DROP_DETAIL, pa.string()))
+    if schema is None:  # JSON lines: the columns of every row, not only the first
+        return Chunk(kept=_rows_table(kept), removed=_rows_table(removed) if removed else None)
+    removed_schema = schema.append(pa.field(DROP_REASON, pa.string())).append(pa.field(DROP_DETAIL, pa.string()))
     return Chunk(kept=pa.Table.from_pylist(kept, schema=schema),
                  removed=pa.Table.from_pylist(removed, schema=removed_schema) if removed else None)
 
 
+def _rows_table(rows: list[dict]) -> pa.Table:
+    """Rows as a table with every key any row has (absent: null). A key whose values are of
+    mixed types (a number here, a string there) becomes a string column of their JSON, so nothing
+    is lost and no row fails the shard."""
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    columns = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[name] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values],
+                                     pa.string())
+    return pa.table(columns) if names else pa.table({})
+
+
 def _jsonl_rows(file: InputFile, inputs: InputConfig, counts: Counter[str]) -> Iterator[dict[str, Any]]:
     name = PurePosixPath(file.path).name
-    for number, row in read_jsonl(file.path, errors="replace", storage_options=inputs.storage_options):
-        counts["lines"] += 1
-        key = f"{name}:{number}"
-        if not isinstance(row, dict):
-            error = row if isinstance(row, ValueError) else "a line must hold a JSON object"
-            yield {"id": warc.doc_id(key), "source": file.path, DROP_REASON: "read:bad_json",
-                   DROP_DETAIL: f"line {number}: {error}"[:300]}
-            continue
-        yield _as_document(row, key, file.path, inputs)
+    number = 0
+    try:
+        for number, row in read_jsonl(file.path, errors="replace", storage_options=inputs.storage_options):
+            counts["lines"] += 1
+            key = f"{name}:{number}"
+            if not isinstance(row, dict):
+                error = row if isinstance(row, ValueError) else "a line must hold a JSON object"
+                yield {"id": warc.doc_id(key), "source": file.path, DROP_REASON: "read:bad_json",
+                       DROP_DETAIL: f"line {number}: {error}"[:300]}
+                continue
+            yield _as_document(row, key, file.path, inputs)
+    except (OSError, EOFError, ValueError) as error:  # a cut .gz, a broken stream: keep what came before it
+        if number == 0:
+            raise warc.UnreadableFile(f"not a readable JSON lines file: {type(error).__name__}: {error}"[:300]) from None
+        yield {"id": warc.doc_id(f"{name}:after:{number}"), "source": file.path, DROP_REASON: "read:malformed_file",
+               DROP_DETAIL: f"after line {number}: {type(error).__name__}: {error}"[:300]}
 
 
 def _as_document(row: dict[str, Any], key: str, source: str, inputs: InputConfig) -> dict[str, Any]:
+    for reserved in RESERVED_COLUMNS:  # the user's own column of that name travels as input_<name>
+        if reserved in row:
+            row[f"input_{reserved}"] = row.pop(reserved)
     text = row.pop(inputs.text_column, None)
-    if not isinstance(text, str):
-        return {"id": warc.doc_id(key), "source": source, DROP_REASON: "read:no_text",
-                DROP_DETAIL: f"{key}: '{inputs.text_column}' is {type(text).__name__}"}
     doc_id = row.pop(inputs.id_column, None)
-    return {"id": str(doc_id) if doc_id is not None else warc.doc_id(key), "text": text,
-            "source": source, **row}
+    doc_id = str(doc_id) if doc_id is not None else warc.doc_id(key)
+    if not isinstance(text, str):
+        return {"id": doc_id, "source": source, DROP_REASON: "read:no_text",
+                DROP_DETAIL: f"{key}: '{inputs.text_column}' is {type(text).__name__}"}
+    return {"id": doc_id, "text": text, "source": source, **row}
 
 
 def _parquet_chunks(file: InputFile, inputs: InputConfig) -> Iterator[Chunk]:
     name = PurePosixPath(file.path).name
+    try:
+        batches = _parquet_file(file.path, inputs).iter_batches(batch_size=inputs.docs_per_shard)
+    except (OSError, pa.ArrowException) as error:  # not Parquet, or cut before its footer
+        raise warc.UnreadableFile(f"not a readable Parquet file: {error}"[:300]) from None
     start = 0
-    for batch in _parquet_file(file.path, inputs).iter_batches(batch_size=inputs.docs_per_shard):
+    while True:
+        try:
+            batch = next(batches, None)
+        except (OSError, pa.ArrowException) as error:  # a damaged row group: keep the batches before it
+            removed = pa.table({"id": [warc.doc_id(f"{name}:after:{start}")], "source": [file.path],
+                                DROP_REASON: ["read:malformed_file"], DROP_DETAIL: [f"after row {start}: {error}"[:300]]})
+            yield Chunk(kept=pa.table({}), removed=removed)
+            return
+        if batch is None:
+            return
         table = pa.Table.from_batches([batch])
+        reserved = [c for c in RESERVED_COLUMNS if c in table.column_names]
+        if reserved:  # the user's own column of that name travels as input_<name>
+            table = table.rename_columns([f"input_{c}" if c in reserved else c for c in table.column_names])
         if inputs.text_column != "text":
             table = table.rename_columns(["text" if c == inputs.text_column else c for c in table.column_names])
         given = table.column(inputs.id_column).cast(pa.string()) if inputs.id_column in table.column_names else None

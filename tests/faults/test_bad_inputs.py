@@ -1,0 +1,103 @@
+"""Bad inputs end as a removed row with its reason and location, a skipped file with its reason, or
+a config error before any work; never a crashed run and never silent loss (the faults of the
+audit in issue "Nothing lost, nothing escaped" that this suite covers so far)."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import bad_inputs
+from crawl2model.pipeline.charset import decode_html
+from crawl2model.pipeline.sources import InputConfig, InputFile, read_chunks
+from crawl2model.pipeline.warc import UnreadableFile
+
+
+def read(path: Path, kind: str, **options):
+    """(kept rows, removed rows) of one input file, as the reader shards it."""
+    chunks = list(read_chunks(InputFile(0, kind, str(path)), InputConfig(**options), Counter()))
+    kept = [row for c in chunks for row in c.kept.to_pylist()]
+    removed = [row for c in chunks if c.removed is not None for row in c.removed.to_pylist()]
+    return kept, removed
+
+
+def test_jsonl_columns_that_first_appear_after_the_first_row_are_kept(tmp_path):
+    kept, _ = read(bad_inputs.jsonl_columns_after_the_first_row(tmp_path), "jsonl")
+    assert [(r["id"], r.get("label"), r.get("lang")) for r in kept] == [("a", None, None), ("b", "x", None),
+                                                                       ("c", "y", "en")]
+
+
+def test_a_jsonl_column_of_mixed_types_becomes_text_and_nothing_is_lost(tmp_path):
+    kept, removed = read(bad_inputs.jsonl_mixed_types(tmp_path), "jsonl")
+    assert [r["score"] for r in kept] == ["1", "high", '{"v": 3}'] and removed == []
+
+
+def test_a_users_drop_reason_column_travels_and_removed_rows_keep_the_users_id(tmp_path):
+    kept, removed = read(bad_inputs.jsonl_reserved_columns(tmp_path), "jsonl")
+    assert [(r["id"], r["input_drop_reason"]) for r in kept] == [("keep-me", "the user's own note")]
+    assert [(r["id"], r["drop_reason"]) for r in removed] == [("no-text", "read:no_text")]
+
+
+def test_a_cut_jsonl_gz_keeps_the_documents_before_the_cut(tmp_path):
+    kept, removed = read(bad_inputs.jsonl_gzip_cut(tmp_path), "jsonl")
+    assert 10 < len(kept) < 50 and [r["id"] for r in kept] == [f"d{i}" for i in range(len(kept))]
+    assert [r["drop_reason"] for r in removed] == ["read:malformed_file"]
+    assert removed[0]["drop_detail"].startswith(f"after line {len(kept)}")
+
+
+def test_a_cut_parquet_file_is_skipped_with_its_reason(tmp_path):
+    with pytest.raises(UnreadableFile, match="not a readable Parquet file"):
+        read(bad_inputs.parquet_cut(tmp_path), "parquet")
+
+
+def test_a_parquet_text_column_that_is_not_text_is_a_config_error(tmp_path):
+    from crawl2model.catalog import parse_config
+    from crawl2model.pipeline.config import ConfigError
+
+    path = bad_inputs.parquet_int_text(tmp_path)
+    with pytest.raises(ConfigError, match=r"input.parquet\[0\]: column 'text' of .* is int64, not text"):
+        parse_config({"name": "x", "output_dir": str(tmp_path / "out"), "input": {"parquet": [str(path)]}})
+
+
+@pytest.mark.parametrize("label", ["base64", "hex", "zlib", "rot13", "uu"])
+def test_a_charset_that_is_a_codec_but_no_text_encoding_is_ignored(label):
+    page = bad_inputs.html_with_a_codec_that_is_no_text_encoding(label)
+    assert decode_html(page, None) == (page.decode("utf-8"), "utf-8")
+    assert decode_html(page, label)[0] == page.decode("utf-8")  # as the HTTP header's charset too
+
+
+def test_an_unreadable_done_record_counts_as_not_done(tmp_path, caplog):
+    from crawl2model.pipeline import records
+
+    (tmp_path / "empty.json").write_bytes(b"")  # what a power cut can leave
+    assert records.read(str(tmp_path / "empty.json"), records.DoneRecord) is None
+    assert "ignoring unreadable" in caplog.text and "empty.json" in caplog.text
+
+
+def test_a_stage_type_is_checked_before_its_module_runs(capsys):
+    from crawl2model.catalog import resolve_stage
+
+    with pytest.raises(LookupError, match="'X' in module 'this' is not"):
+        resolve_stage("this:X")  # the module `this` prints the Zen of Python when imported
+    assert "Beautiful is better" not in capsys.readouterr().out
+    with pytest.raises(LookupError, match="is a base class"):
+        resolve_stage("crawl2model.pipeline.stage:Stage")
+
+
+def test_inspect_prints_crawled_text_as_text_not_markup(tmp_path):
+    import pyarrow as pa
+    from typer.testing import CliRunner
+
+    from crawl2model.cli import app
+    from crawl2model.pipeline import storage
+
+    stage = tmp_path / "stages" / "extract"
+    storage.write_json(str(stage / "stats.json"), {"docs_in": 1, "docs_out": 1, "wall_seconds": 0, "removed_by_reason": {}})
+    storage.write_parquet(str(stage / "kept" / "part-0.parquet"),
+                          pa.table({"id": ["x"], "url": ["http://e.com/[/]?a=[red]"], "text": ["[bold]not bold[/]"],
+                                    "note": [":smile: [/]"]}))
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path), "extract"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "http://e.com/[/]?a=[red]" in result.output and "[bold]not bold[/]" in result.output
+    assert "note=:smile: [/]" in result.output
