@@ -27,7 +27,8 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
         address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else local Ray)"),
         until: Optional[str] = typer.Option(None, help="run only this stage and the stages it needs"),
         force: List[str] = typer.Option([], help="re-run this stage and all after it (repeatable)"),
-        progress: bool = typer.Option(True, help="show live progress")) -> None:
+        progress: bool = typer.Option(True, help="show live progress"),
+        verify: bool = typer.Option(True, help="check the sha256 of a cached stage's files (sizes always)")) -> None:
     """Run (or resume) a pipeline. Finished stages whose config and inputs did not change are skipped."""
     from crawl2model.pipeline.runner import PlanError, run as run_pipeline
 
@@ -36,10 +37,11 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
     run_config, nodes = _load(config)
     try:
         manifest = run_pipeline(run_config, nodes, address=address, until=until, force=tuple(force),
-                                show_progress=progress)
+                                show_progress=progress, verify=verify)
     except (PlanError, LockedError) as error:
         _fail(str(error))
     _print_status(run_config.output_dir, manifest)
+    _print_skipped(run_config.output_dir)
 
 
 @app.command()
@@ -325,6 +327,17 @@ def _print_status(run_dir: str, manifest) -> None:
                       _n(docs_in - docs_out if docs_in is not None else None), _n(len(entry.kept)),
                       "" if entry.wall_seconds is None else str(entry.wall_seconds))
     console.print(table)
+
+
+def _print_skipped(run_dir: str) -> None:
+    """The input files the reader could not read at all, and why (the run went on without them)."""
+    stats = storage.read_json(storage.join(run_dir, "stages", "read", "stats.json")) or {}
+    skipped = stats.get("files_skipped") or []
+    if skipped:
+        errors.print(f"{len(skipped)} input file{'s' if len(skipped) > 1 else ''} skipped (input.strict: true stops "
+                     "the run instead):", highlight=False, soft_wrap=True)
+        for item in skipped:
+            errors.print(f"  {item['path']}: {item['reason']}", highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
 def _n(value) -> str:

@@ -39,8 +39,9 @@ class Plan:
     nodes: list[StageNode]  # the reader first, then the stages in DAG order, fingerprinted
     to_run: set[str]
     cached: set[str]
-    forced: set[str]  # named by --force, and everything after them
+    forced: set[str]  # named by --force, and everything after them; and stages whose outputs failed verification
     files: list[InputFile]
+    stale: dict[str, str]  # a finished stage that re-runs because a file it wrote changed: why
 
     def node(self, name: str) -> StageNode:
         return next(n for n in self.nodes if n.name == name)
@@ -55,16 +56,20 @@ class _Unit:
 
 
 def run(config: RunConfig, nodes: list[StageNode], *, address: str | None = None, until: str | None = None,
-        force: tuple[str, ...] = (), show_progress: bool = True) -> Manifest:
-    """Run (or resume) the pipeline; returns the manifest. `nodes` come from `load_config`."""
+        force: tuple[str, ...] = (), show_progress: bool = True, verify: bool = True) -> Manifest:
+    """Run (or resume) the pipeline; returns the manifest. `nodes` come from `load_config`.
+    `verify`: check the sha256 of every file a cached stage wrote (its size is always checked)."""
     with RunLock(config.output_dir):
-        return _run(config, nodes, address, until, force, show_progress)
+        return _run(config, nodes, address, until, force, show_progress, verify)
 
 
 def _run(config: RunConfig, nodes: list[StageNode], address: str | None, until: str | None,
-         force: tuple[str, ...], show_progress: bool) -> Manifest:
+         force: tuple[str, ...], show_progress: bool, verify: bool) -> Manifest:
     manifest = records.read(manifest_path(config.output_dir), Manifest) or Manifest()
-    plan = make_plan(config, nodes, manifest, until=until, force=force)
+    plan = make_plan(config, nodes, manifest, until=until, force=force, verify=verify)
+    progress = Progress(enabled=show_progress)
+    for name, why in plan.stale.items():
+        progress.console.print(f"{name}: runs again: {why}", highlight=False, markup=False, soft_wrap=True)
     _prepare_dirs(plan)
     storage.write_bytes_atomic(storage.join(config.output_dir, "config.yaml"),
                                yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).encode())
@@ -79,7 +84,6 @@ def _run(config: RunConfig, nodes: list[StageNode], address: str | None, until: 
         return manifest
 
     started_ray = connect(config, address, user_code_paths(plan.nodes))
-    progress = Progress(enabled=show_progress)
     try:
         import ray
 
@@ -102,9 +106,10 @@ def _run(config: RunConfig, nodes: list[StageNode], address: str | None, until: 
 
 
 def make_plan(config: RunConfig, nodes: list[StageNode], manifest: Manifest, *, until: str | None = None,
-              force: tuple[str, ...] = ()) -> Plan:
+              force: tuple[str, ...] = (), verify: bool = True) -> Plan:
     """Which stages run: those wanted (--until), not forced, and not finished under the same
-    fingerprint with every file they recorded still there, at its recorded size."""
+    fingerprint with every file they recorded still there, at its recorded size (and sha256,
+    with `verify`). A stage whose files changed runs again from scratch."""
     names = [SOURCE, *(n.name for n in nodes)]
     for name in [*force, *([until] if until else [])]:
         if name not in names:
@@ -115,15 +120,35 @@ def make_plan(config: RunConfig, nodes: list[StageNode], manifest: Manifest, *, 
     wanted = ancestors(nodes, until) if until else set(names)
     forced = descendants(nodes, set(force))
     fingerprints = {n.name: n.fingerprint for n in nodes}
-    cached = {n for n in wanted if n not in forced and _is_cached(manifest.stages.get(n), fingerprints[n], config)}
-    return Plan(nodes, wanted - cached, cached, forced, files)
+    cached, stale, hashes = set(), {}, {}
+    for name in sorted(wanted - forced):
+        entry = manifest.stages.get(name)
+        if entry and entry.status == "done" and entry.fingerprint == fingerprints[name]:
+            why = _changed_file(entry, config.output_dir, hashes if verify else None)
+            if why is None:
+                cached.add(name)
+            else:
+                stale[name] = why
+    return Plan(nodes, wanted - cached, cached, forced | set(stale), files, stale)
 
 
-def _is_cached(entry: ManifestEntry | None, fingerprint: str, config: RunConfig) -> bool:
-    if not entry or entry.status != "done" or entry.fingerprint != fingerprint:
-        return False
-    return all(storage.size(storage.absolute(f.path, config.output_dir)) == f.bytes
-               for f in [*entry.kept, *entry.removed, *entry.artifact])
+def _changed_file(entry: ManifestEntry, run_dir: str, hashes: dict[str, str] | None) -> str | None:
+    """Why a finished stage's files are not what its record says, or None when they are: each
+    exists at its recorded size and, unless `hashes` is None, its recorded sha256 (`hashes`
+    remembers the files already hashed: stages that pass their input on list their parent's)."""
+    for info in [*entry.kept, *entry.removed, *entry.artifact]:
+        path = storage.absolute(info.path, run_dir)
+        size = storage.size(path)
+        if size is None:
+            return f"{info.path} is missing"
+        if size != info.bytes:
+            return f"{info.path} has {size:,} bytes, its record {info.bytes:,}"
+        if hashes is not None and info.sha256:
+            if path not in hashes:
+                hashes[path] = storage.sha256_of(path)
+            if hashes[path] != info.sha256:
+                return f"{info.path} is not the file its stage wrote (its sha256 differs)"
+    return None
 
 
 def _prepare_dirs(plan: Plan) -> None:

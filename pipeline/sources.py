@@ -135,6 +135,9 @@ def read_chunks(file: InputFile, inputs: InputConfig, counts: Counter[str]) -> I
     def open_binary():
         return fsspec.open(file.path, "rb", **inputs.storage_options).open()
 
+    fs, path = fsspec.core.url_to_fs(file.path, **inputs.storage_options)
+    if fs.size(path) == 0:  # nothing to read is worth saying: a cut download, a failed copy
+        raise warc.UnreadableFile("an empty file (0 bytes)")
     if file.kind == "warc":
         rows = warc.iter_warc_rows(file.path, open_binary, max_record_bytes=inputs.max_record_bytes, counts=counts)
         yield from _chunk_rows(rows, inputs.docs_per_shard, warc.SCHEMA)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import posixpath
 import random
 
@@ -27,10 +28,15 @@ def step_dir(root: str, step: int) -> str:
     return storage.join(str(root), f"step-{step:06d}")
 
 
+def steps(root: str) -> list[str]:
+    """The checkpoints under `root` (folders with a state.pt), oldest first."""
+    return sorted(path.rsplit("/", 1)[0] for path in storage.list_files(str(root), STATE, recursive=True)
+                  if posixpath.basename(path.rsplit("/", 1)[0]).startswith("step-"))
+
+
 def latest(root: str) -> str | None:
-    """The newest whole checkpoint under `root`, or None."""
-    found = sorted(path.rsplit("/", 1)[0] for path in storage.list_files(str(root), STATE, recursive=True)
-                   if posixpath.basename(path.rsplit("/", 1)[0]).startswith("step-"))
+    """The newest checkpoint under `root`, or None."""
+    found = steps(root)
     return found[-1] if found else None
 
 
@@ -75,7 +81,7 @@ def load(path: str, map_location="cpu") -> tuple[dict, dict]:
     try:
         state = torch.load(storage.local_copy(storage.join(path, STATE)), map_location=map_location, weights_only=True)
         config = json.loads(storage.read_bytes(storage.join(path, "config.json")) or b"")
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:  # cut or foreign files
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError) as error:  # cut or foreign
         raise ValueError(f"{path}: corrupt checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
     return state, config
 

@@ -270,10 +270,18 @@ _RESUMABLE_CHANGES = {"eval_interval", "eval_batches", "log_interval", "checkpoi
 def _resume(out_dir: str, model, optimizer, scheduler, loader, config: TrainConfig, meta: dict, log) -> int:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-    path = checkpoint.latest(out_dir)
-    if path is None:
+    path, state, saved, problems = None, None, None, []
+    for path in reversed(checkpoint.steps(out_dir)):  # the newest that loads: a cut one falls back to the one before
+        try:
+            state, saved = checkpoint.load(path)
+            break
+        except ValueError as error:
+            log(f"skipping {error}")
+            problems.append(str(error))
+    if state is None:
+        if problems:
+            raise ValueError(f"no checkpoint in {out_dir} can be read: {'; '.join(problems)}")
         return 0
-    state, saved = checkpoint.load(path)
     vocab_size = meta["model"]["vocab_size"]
     if saved["model"]["vocab_size"] != vocab_size:
         raise ValueError(f"{path}: the checkpoint's model has a vocabulary of {saved['model']['vocab_size']:,}, "

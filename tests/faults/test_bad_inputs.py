@@ -101,3 +101,35 @@ def test_inspect_prints_crawled_text_as_text_not_markup(tmp_path):
     assert result.exit_code == 0, result.output
     assert "http://e.com/[/]?a=[red]" in result.output and "[bold]not bold[/]" in result.output
     assert "note=:smile: [/]" in result.output
+
+
+@pytest.mark.parametrize("kind", ["warc", "jsonl", "parquet"])
+def test_an_empty_input_file_is_skipped_with_its_reason(tmp_path, kind):
+    empty = tmp_path / f"empty.{kind}"
+    empty.write_bytes(b"")
+    with pytest.raises(UnreadableFile, match=r"an empty file \(0 bytes\)"):
+        read(empty, kind)
+
+
+@pytest.mark.ray
+def test_the_end_of_a_run_names_every_input_file_it_skipped(local_ray, tmp_path):
+    import os
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from crawl2model.cli import app
+    from crawl2model.pipeline.sample import write_sample_crawl
+
+    crawl = write_sample_crawl(tmp_path / "crawl", documents=40, files=1)
+    (tmp_path / "garbage.warc.gz").write_bytes(os.urandom(2048))
+    (tmp_path / "empty.warc.gz").write_bytes(b"")
+    config = tmp_path / "crawl.yaml"
+    config.write_text(yaml.safe_dump({"name": "s", "output_dir": str(tmp_path / "out"),
+                                      "input": {"warc": [*crawl, str(tmp_path / "*.warc.gz")]},
+                                      "stages": [{"name": "extract", "type": "extract"}]}))
+    result = CliRunner().invoke(app, ["run", str(config), "--no-progress"], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert "2 input files skipped" in result.output
+    assert f"{tmp_path / 'empty.warc.gz'}: an empty file (0 bytes)" in result.output
+    assert f"{tmp_path / 'garbage.warc.gz'}: not a readable WARC/ARC file" in result.output

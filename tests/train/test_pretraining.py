@@ -119,9 +119,15 @@ def test_bad_inputs_stop_with_a_clear_message(shakespeare_tokens, tmp_path):
         TrainConfig.model_validate({"steps": 10, "tokens": 1000})
     train(shakespeare_tokens, tmp_path / "small", config(steps=2, checkpoint_interval=1), log=lambda _: None)
     state = Path(checkpoint.latest(tmp_path / "small")) / checkpoint.STATE
-    state.write_bytes(state.read_bytes()[:1000])
-    with pytest.raises(ValueError, match="corrupt checkpoint"):
-        train(shakespeare_tokens, tmp_path / "small", config(steps=4), log=lambda _: None)
+    state.write_bytes(state.read_bytes()[:1000])  # the newest checkpoint cut: training goes on from the one before
+    lines = []
+    train(shakespeare_tokens, tmp_path / "small", config(steps=2, checkpoint_interval=1), log=lines.append)
+    assert any(line.startswith("skipping") and "step-000002: corrupt checkpoint" in line for line in lines)
+    assert any(line.startswith("resumed from") and line.split()[2].endswith("step-000001") for line in lines)
+    for path in checkpoint.steps(tmp_path / "small"):
+        (Path(path) / checkpoint.STATE).write_bytes(b"cut")
+    with pytest.raises(ValueError, match="no checkpoint in .* can be read: .*corrupt checkpoint"):
+        train(shakespeare_tokens, tmp_path / "small", config(steps=2, checkpoint_interval=1), log=lambda _: None)
     with pytest.raises(TrainingError, match="step 2: the loss is nan"):
         train(shakespeare_tokens, tmp_path / "nan", config(steps=3, lr=float("inf")), log=lambda _: None)
 
