@@ -84,7 +84,7 @@ class RunLock:
 
 
 def _create_exclusive(path: str, data: bytes) -> bool:
-    fs, local = storage._fs(path)
+    fs, local = storage.filesystem(path)
     fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
     if storage.is_local(path):
         try:

@@ -24,7 +24,7 @@ from crawl2model.pipeline.plan import (SOURCE, StageNode, ancestors, descendants
                                        source_fingerprint)
 from crawl2model.pipeline.progress import Progress
 from crawl2model.pipeline.records import DoneRecord, FileInfo, Manifest, ManifestEntry, ShardOutput, StageStats
-from crawl2model.pipeline.summary import manifest_entry, manifest_path, stage_stats, write_manifest
+from crawl2model.pipeline.summary import finish, manifest_path, write_manifest
 from crawl2model.pipeline.sources import InputFile, list_input_files
 from crawl2model.pipeline.worker import StageWorker, run_phase_task, run_source_task, run_stage_task
 
@@ -157,7 +157,7 @@ def _prepare_dirs(plan: Plan) -> None:
     for name in plan.to_run:
         node = plan.node(name)
         marker = storage.join(node.directory, "_fingerprint.json")
-        previous = storage.read_json(marker) if storage.exists(marker) else None
+        previous = storage.read_json(marker)
         if name in plan.forced or not previous or previous.get("fingerprint") != node.fingerprint:
             storage.remove_tree(node.directory)
             storage.write_json(marker, {"fingerprint": node.fingerprint})
@@ -366,8 +366,7 @@ def _input_units(node: StageNode, plan: Plan) -> list[_Unit]:
 
 
 def _finish_stage(config: RunConfig, node: StageNode, manifest: Manifest) -> StageStats:
-    stats = stage_stats(node)
-    manifest.stages[node.name] = manifest_entry(node, stats)
+    stats, manifest.stages[node.name] = finish(node)
     _write_manifest(config, manifest)
     return stats
 

@@ -10,13 +10,10 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
-
-if TYPE_CHECKING:  # for annotations only: the plan is built on top of stages
-    from crawl2model.pipeline.plan import StageNode
 
 DROP_REASON = "drop_reason"  # null keeps the row; a string names the rule that removed it
 DROP_DETAIL = "drop_detail"  # optional: what exactly went wrong (an error message, a size)
@@ -103,10 +100,11 @@ class Stage:
         return []
 
     @classmethod
-    def bind(cls, config: StageConfig, upstream: list[StageNode]) -> StageConfig:
+    def bind(cls, config: StageConfig, upstream: list) -> StageConfig:
         """The config with what it takes from earlier stages filled in: the path of the tokenizer,
         token shards or model an upstream stage makes (`node.artifact_dir`). `upstream` lists the
-        stages this one reads from, directly or not, nearest first. Raise ValueError to explain
+        stages this one reads from, directly or not, nearest first, as `pipeline.plan.StageNode`s
+        (the plan is built on top of this module, so it is not imported here). Raise ValueError to explain
         what is missing; called once, when the run's config is loaded."""
         return config
 

@@ -62,14 +62,15 @@ def absolute(path: str, root: str) -> str:
     return join(root, path)
 
 
-def _fs(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+def filesystem(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The file system of a path or URL, and the path within it."""
     return fsspec.core.url_to_fs(path)
 
 
 def write_bytes_atomic(path: str, data: bytes, sync: bool = False) -> None:
     """Write to a temporary name, then rename. `sync`: on a local disk, flush the file to the
     device before the rename, so a power cut leaves the old file or the new one, never an empty one."""
-    fs, local = _fs(path)
+    fs, local = filesystem(path)
     fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
     temporary = f"{local}.tmp-{uuid.uuid4().hex[:8]}"
     if sync and is_local(path):
@@ -86,7 +87,7 @@ def write_bytes_atomic(path: str, data: bytes, sync: bool = False) -> None:
 
 def read_bytes(path: str) -> bytes | None:
     """The file's bytes, or None when it does not exist."""
-    fs, local = _fs(path)
+    fs, local = filesystem(path)
     try:
         with fs.open(local, "rb") as fh:
             return fh.read()
@@ -109,9 +110,9 @@ def sha256_of(path: str) -> str:
 def local_copy(path: str, sha256: str | None = None) -> str:
     """A local path holding the bytes of `path`: itself when local; else a cached copy, named by
     `sha256` when given (and checked against it), or by the file's size and version."""
+    fs, remote = filesystem(path)
     if is_local(path):
-        return _fs(path)[1]
-    fs, remote = _fs(path)
+        return remote
     if sha256 is None:
         info = fs.info(remote)
         version = [path, info.get("size"), info.get("mtime") or info.get("ETag") or info.get("LastModified")]
@@ -149,7 +150,7 @@ def write_parquet(path: str, table: pa.Table) -> FileInfo:
 
 
 def read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
-    fs, local = _fs(path)
+    fs, local = filesystem(path)
     # pyarrow opens it through the filesystem itself: reading from a Python file object instead
     # can abort the interpreter at exit (a reader thread outliving it)
     return pq.read_table(local, columns=columns, filesystem=fs)
@@ -167,7 +168,7 @@ def read_json(path: str) -> Any | None:
 
 def size(path: str) -> int | None:
     """The file's size in bytes, or None when it does not exist."""
-    fs, local = _fs(path)
+    fs, local = filesystem(path)
     try:
         return fs.size(local)
     except FileNotFoundError:
@@ -175,7 +176,7 @@ def size(path: str) -> int | None:
 
 
 def exists(path: str) -> bool:
-    fs, local = _fs(path)
+    fs, local = filesystem(path)
     return fs.exists(local)
 
 
@@ -184,15 +185,15 @@ def read_parquet_files(paths: list[str], columns: list[str] | None = None, filte
     pushed down to the row groups."""
     import pyarrow.dataset as ds
 
-    fs, _ = _fs(paths[0])
-    dataset = ds.dataset([_fs(p)[1] for p in paths], format="parquet", filesystem=fs)
+    fs, _ = filesystem(paths[0])
+    dataset = ds.dataset([filesystem(p)[1] for p in paths], format="parquet", filesystem=fs)
     return dataset.to_table(columns=columns, filter=filter)
 
 
 def list_files(directory: str, suffix: str, recursive: bool = False) -> list[str]:
     """Finished files (no temporaries) in a directory (and its subdirectories), sorted by path and
     spelt as `directory` is (a local path, or a URL of its file system)."""
-    fs, local = _fs(directory)
+    fs, local = filesystem(directory)
     fs.invalidate_cache(local)  # an object store's cached listing misses what other workers wrote since
     if not fs.exists(local):
         return []
@@ -203,7 +204,7 @@ def list_files(directory: str, suffix: str, recursive: bool = False) -> list[str
 
 
 def remove_tree(path: str) -> None:
-    fs, local = _fs(path)
+    fs, local = filesystem(path)
     if fs.exists(local):
         fs.rm(local, recursive=True)
 

@@ -7,50 +7,41 @@ from crawl2model.pipeline.plan import StageNode
 from crawl2model.pipeline.records import FileInfo, Manifest, ManifestEntry, StageStats
 
 
-def stage_stats(node: StageNode) -> StageStats:
-    """Sum a finished stage's done records (and its phases') into stats.json; returns them."""
+def finish(node: StageNode) -> tuple[StageStats, ManifestEntry]:
+    """A finished stage's stats.json, written, and its manifest entry: its done records (and, for
+    a global stage, its phases' records) summed, and every file it wrote, read once."""
     done = node.done_records()
+    by_phase = _phase_records(node) if node.is_global else {}
+    every = [*done, *(r for phase in by_phase.values() for r in phase)]  # what its phases counted too
     outputs = [o for r in done for o in r.outputs]
     stats = StageStats(
         stage=node.name, type=node.type_name, fingerprint=node.fingerprint, shards=len(outputs),
         docs_in=records.summed(done, "docs_in"), docs_out=records.summed(done, "docs_out"),
         removed_by_reason=records.merge_counts([r.removed_by_reason for r in done]),
         bytes_in=records.summed(done, "bytes_in"), bytes_out=records.summed(done, "bytes_out"),
-        wall_seconds=round(max((r.finished for r in done), default=0) - min((r.started for r in done), default=0), 3),
-        cpu_seconds=round(sum(r.finished - r.started for r in done), 3),
-        counters=records.merge_counts([r.counters for r in done]),
-        histograms=records.merge_histograms([r.histograms for r in done]))
-    if node.is_global:  # what its phases did, and what they counted
-        by_phase = _phase_records(node)
+        wall_seconds=round(max((r.finished for r in every), default=0) - min((r.started for r in every), default=0), 3),
+        cpu_seconds=round(sum(r.finished - r.started for r in every), 3),
+        counters=records.merge_counts([r.counters for r in every]),
+        histograms=records.merge_histograms([r.histograms for r in every]))
+    if node.is_global:
         stats.phases = {p.name: _phase_stats(by_phase[p.name]) for p in node.build().phases() if p.name in by_phase}
-        every = [*done, *(r for phase in by_phase.values() for r in phase)]
-        stats.counters = records.merge_counts([r.counters for r in every])
-        stats.histograms = records.merge_histograms([r.histograms for r in every])
-        stats.wall_seconds = round(max((r.finished for r in every), default=0)
-                                   - min((r.started for r in every), default=0), 3)
-        stats.cpu_seconds = round(sum(r.finished - r.started for r in every), 3)
     if node.makes_artifact:
         stats.artifact = _artifact_files(node)
     if node.is_source:
         stats.files = len(done)
         stats.files_skipped = [records.SkippedFile(path=r.input or "", reason=r.skipped) for r in done if r.skipped]
     records.write(storage.join(node.directory, "stats.json"), stats)
-    return stats
-
-
-def manifest_entry(node: StageNode, stats: StageStats) -> ManifestEntry:
-    """A finished stage's entry: its counts and every file it wrote, as its done records list them."""
-    outputs = [o for r in node.done_records() for o in r.outputs]
-    return ManifestEntry(type=node.type_name, after=list(node.after), fingerprint=node.fingerprint, status="done",
-                         cached=False, docs_in=stats.docs_in, docs_out=stats.docs_out, wall_seconds=stats.wall_seconds,
-                         kept=[o.kept for o in outputs], removed=[o.removed for o in outputs if o.removed],
-                         artifact=stats.artifact or [])
+    entry = ManifestEntry(type=node.type_name, after=list(node.after), fingerprint=node.fingerprint, status="done",
+                          cached=False, docs_in=stats.docs_in, docs_out=stats.docs_out, wall_seconds=stats.wall_seconds,
+                          kept=[o.kept for o in outputs], removed=[o.removed for o in outputs if o.removed],
+                          artifact=stats.artifact or [])
+    return stats, entry
 
 
 def _artifact_files(node: StageNode) -> list[FileInfo]:
     """The files a stage made under its artifact folder, with their sizes (sha256 left empty:
     hashing a model's checkpoints again would read them all)."""
-    fs, root = storage._fs(node.artifact_dir)
+    fs, root = storage.filesystem(node.artifact_dir)
     if not fs.exists(root):
         return []
     found = fs.find(root, detail=True)

@@ -31,8 +31,7 @@ from crawl2model.pipeline.global_stage import GlobalStage, Phase, PhaseContext
 from crawl2model.pipeline.sampling import seeded_keys
 from crawl2model.model.special_tokens import EOS, SPECIAL_TOKENS
 from crawl2model.pipeline.stage import StageConfig
-
-TOKENIZER = "tokenizer.json"
+from crawl2model.train.tokens import TOKENIZER
 
 
 class TrainTokenizerConfig(StageConfig):

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from crawl2model.pipeline import storage
+from crawl2model.train.tokens import TOKENIZER
 
 STATE = "state.pt"
-TOKENIZER = "tokenizer.json"
 
 
 def step_dir(root: str, step: int) -> str:

@@ -325,7 +325,7 @@ class MetricsLog:
         self.path = path
         self.local = storage.is_local(path)
         if self.local:
-            local = storage._fs(path)[1]
+            local = storage.filesystem(path)[1]
             os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
             self.file = open(local, "a")
         else:
