@@ -30,7 +30,7 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
         progress: bool = typer.Option(True, help="show live progress"),
         verify: bool = typer.Option(True, help="check the sha256 of a cached stage's files (sizes always)")) -> None:
     """Run (or resume) a pipeline. Finished stages whose config and inputs did not change are skipped."""
-    from crawl2model.pipeline.runner import PlanError, run as run_pipeline
+    from crawl2model.pipeline.runner import PlanError, failed_stage, one_line, os_error, run as run_pipeline
 
     from crawl2model.pipeline.lock import LockedError
 
@@ -40,6 +40,11 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
                                 show_progress=progress, verify=verify)
     except (PlanError, LockedError) as error:
         _fail(str(error))
+    except Exception as error:  # a full disk, a missing file: one line naming the file, not Ray's traceback
+        if os_error(error) is None:  # a stage's bug: its traceback says more
+            raise
+        stage = failed_stage(error)
+        _fail((f"stage '{stage}' failed: " if stage else "") + one_line(error))
     _print_status(run_config.output_dir, manifest)
     _print_skipped(run_config.output_dir)
 
@@ -356,7 +361,7 @@ def _load(path: str):
 def _fail(message: str, kind: str = "error:") -> None:
     """Print `message` as it is (no rich markup: paths and reasons may hold brackets) and exit 2."""
     errors.print(f"[red]{kind}[/] ", end="")
-    errors.print(message, highlight=False, markup=False, emoji=False)
+    errors.print(message, highlight=False, markup=False, emoji=False, soft_wrap=True)  # a path stays on its line
     raise typer.Exit(2)
 
 

@@ -66,7 +66,10 @@ class RunLock:
             if not holder or holder.get("token") != self.token:
                 log.error("the lock %s was taken by another run", self.path)
                 return
-            storage.write_bytes_atomic(self.path, self._content())
+            try:
+                storage.write_bytes_atomic(self.path, self._content())
+            except OSError as error:  # a full disk: the run's own writes fail and say so; try again later
+                log.warning("could not refresh the lock %s: %s", self.path, error)
 
     def release(self) -> None:
         self._stop.set()
@@ -91,10 +94,14 @@ def _create_exclusive(path: str, data: bytes) -> bool:
             fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as error:  # a full disk: leave no empty lock behind, and say which file
+            os.remove(local)
+            raise OSError(error.errno, f"{storage.write_error_reason(error)} while writing {path}") from error
         return True
     try:  # object stores: a conditional put (If-None-Match) where the file system supports mode "xb"
         with fs.open(local, "xb") as fh:

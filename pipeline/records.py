@@ -123,6 +123,7 @@ class ManifestEntry(Record):
     kept: list[FileInfo] = []
     removed: list[FileInfo] = []
     artifact: list[FileInfo] = []
+    error: str | None = None  # a failed stage: why, in one line
 
 
 class Manifest(Record):

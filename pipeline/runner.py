@@ -7,12 +7,16 @@ Shards flow between operators by path: each operator writes its Parquet and pass
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -26,7 +30,10 @@ from crawl2model.pipeline.progress import Progress
 from crawl2model.pipeline.records import DoneRecord, FileInfo, Manifest, ManifestEntry, ShardOutput, StageStats
 from crawl2model.pipeline.summary import finish, manifest_path, write_manifest
 from crawl2model.pipeline.sources import InputFile, list_input_files
-from crawl2model.pipeline.worker import StageWorker, run_phase_task, run_source_task, run_stage_task
+from crawl2model.pipeline.worker import (STAGE_ATTRIBUTE, StageWorker, run_phase_task, run_source_task, run_stage_task,
+                                         tag_stage)
+
+log = logging.getLogger(__name__)
 
 
 class PlanError(ValueError):
@@ -90,11 +97,8 @@ def _run(config: RunConfig, nodes: list[StageNode], address: str | None, until: 
         _check_feasible([n for n in plan.nodes if n.name in plan.to_run], ray.cluster_resources())
         for chain in segments(plan.nodes, plan.to_run):
             _run_chain(config, plan, chain, manifest, progress)
-    except BaseException:
-        for entry in manifest.stages.values():
-            if entry.status in ("pending", "running"):
-                entry.status = "failed" if entry.status == "running" else "pending"
-        _write_manifest(config, manifest)
+    except BaseException as error:
+        _record_failure(config, manifest, error)
         raise
     finally:
         progress.stop()
@@ -177,9 +181,34 @@ def connect(config: RunConfig, address: str | None, code_paths: list[str] = ()) 
         env = dict(config.ray.runtime_env)
         paths = [*filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)), *code_paths]
         env["env_vars"] = {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)), **env.get("env_vars", {})}
-        ray.init(num_cpus=config.ray.num_cpus, runtime_env=env, include_dashboard=False,
-                 logging_level=logging.WARNING)
+        # Listen on loopback only: Ray's gRPC servers (GCS, raylet, object manager, driver, workers) bind
+        # 127.0.0.1 only when the node IP is 127.0.0.1, else 0.0.0.0, and its agents bind the node IP. On
+        # Linux ray.init turns a given 127.0.0.1 into the outward IP unless ENABLE_RAY_CLUSTER is off (as
+        # on macOS/Windows). Only this driver reads it, during init; Ray's processes get the IP as an argument.
+        from unittest import mock
+
+        from ray._private import ray_constants
+
+        with mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False), _in_an_empty_directory():
+            ray.init(num_cpus=config.ray.num_cpus, runtime_env=env, include_dashboard=False,
+                     logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
     return True
+
+
+@contextmanager
+def _in_an_empty_directory() -> Iterator[None]:
+    """Ray puts the directory it is started from first on every worker's sys.path, and makes it
+    the workers' working directory: a file there named as a library (trafilatura.py) would
+    shadow it inside the workers. So Ray starts from an empty directory of its own (removed at
+    exit); user stage folders reach the workers through PYTHONPATH (user_code_paths), and stages
+    make the paths they are given absolute."""
+    home, empty = os.getcwd(), tempfile.mkdtemp(prefix="crawl2model-ray-")
+    atexit.register(shutil.rmtree, empty, True)
+    os.chdir(empty)
+    try:
+        yield
+    finally:
+        os.chdir(home)
 
 
 def user_code_paths(nodes: list[StageNode]) -> list[str]:
@@ -205,6 +234,7 @@ class _Reporter:
 
     def __init__(self):
         self.items: list[tuple[str, int, int, int]] = []
+        self.errors: list[BaseException] = []
 
     def add(self, stage: str, docs_in: int, docs_out: int, bytes_out: int) -> None:
         self.items.append((stage, docs_in, docs_out, bytes_out))
@@ -212,6 +242,12 @@ class _Reporter:
     def drain(self) -> list[tuple[str, int, int, int]]:
         items, self.items = self.items, []
         return items
+
+    def fail(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+    def first_error(self) -> BaseException | None:
+        return self.errors[0] if self.errors else None
 
 
 @dataclass(frozen=True)
@@ -222,6 +258,21 @@ class _Report:
 
     def __call__(self, stage: str, record: DoneRecord) -> None:
         self.actor.add.remote(stage, record.docs_in, record.docs_out, record.bytes_out)
+
+    def failed(self, stage: str, error: Exception) -> None:
+        """The error a worker raises, told before the task fails (so the driver has it when Ray
+        Data stops), as it is, else as its type and message when it does not pickle."""
+        import ray
+
+        try:
+            try:
+                ray.get(self.actor.fail.remote(error))
+            except Exception:  # noqa: BLE001 - an error that does not pickle
+                substitute = RuntimeError(f"{type(error).__name__}: {error}")
+                vars(substitute)[STAGE_ATTRIBUTE] = stage
+                ray.get(self.actor.fail.remote(substitute))
+        except Exception as problem:  # noqa: BLE001 - the worker's error is the one to raise
+            log.warning("could not report the error of stage %s: %s", stage, problem)
 
 
 def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: Manifest, progress: Progress) -> None:
@@ -268,9 +319,15 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: 
         dataset = _add_stage(dataset, node, cpus, report, phase_context if node is first else None,
                              min_actors=count if pools == 1 else 1)
 
-    if count:
-        for _ in dataset.iter_batches(batch_size=1, batch_format="numpy"):
-            _drain(reporter, progress)
+    try:
+        if count:
+            for _ in dataset.iter_batches(batch_size=1, batch_format="numpy"):
+                _drain(reporter, progress)
+    except Exception as error:  # Ray Data's error has lost the worker's: raise it from the one reported
+        cause = ray.get(reporter.first_error.remote())
+        if cause is None:
+            raise
+        raise error from cause
     _drain(reporter, progress)
     for node in chain:
         progress.done(node.name, _finish_stage(config, node, manifest))
@@ -366,9 +423,65 @@ def _input_units(node: StageNode, plan: Plan) -> list[_Unit]:
 
 
 def _finish_stage(config: RunConfig, node: StageNode, manifest: Manifest) -> StageStats:
-    stats, manifest.stages[node.name] = finish(node)
+    with tag_stage(node.name):
+        stats, manifest.stages[node.name] = finish(node)
     _write_manifest(config, manifest)
     return stats
+
+
+def _record_failure(config: RunConfig, manifest: Manifest, error: BaseException) -> None:
+    """A run that stops on an error leaves no stage `running` in its manifest: the stage whose
+    worker raised is `failed`, with the error in one line, and the others of its chain, stopped
+    with it, are `pending` again (when the failing stage is not known, every running stage is
+    failed). Best effort: a manifest that cannot be written (on the disk that just filled up)
+    is only logged, so that `error` is the one the run ends with."""
+    stage, message = failed_stage(error), one_line(error)
+    for name, entry in manifest.stages.items():
+        if entry.status == "running":
+            if stage is None or stage == name:
+                entry.status, entry.error = "failed", message
+            else:
+                entry.status = "pending"
+    try:
+        _write_manifest(config, manifest)
+    except Exception as problem:  # noqa: BLE001 - the run's own error is the one to raise
+        log.warning("could not record the failure in %s: %s", manifest_path(config.output_dir), one_line(problem))
+
+
+def _causes(error: BaseException):
+    """The error, then what it wraps: each `raise ... from`, and a Ray task error's cause."""
+    seen, pending = set(), [error]
+    while pending:
+        error = pending.pop(0)
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        inner = vars(error).get("cause")  # a Ray task error's: the error its task raised
+        pending += [error.__cause__, inner if isinstance(inner, BaseException) else None]
+
+
+def failed_stage(error: BaseException) -> str | None:
+    """The stage whose worker raised `error` (workers tag their errors), or None when not known."""
+    return next((vars(e)[STAGE_ATTRIBUTE] for e in _causes(error) if STAGE_ATTRIBUTE in vars(e)), None)
+
+
+def os_error(error: BaseException) -> OSError | None:
+    """The OSError a run failed on (a full disk, a missing file), out of Ray's wrappers, or None."""
+    return next((e for e in _causes(error) if isinstance(e, OSError) and e.errno is not None), None)
+
+
+def one_line(error: BaseException) -> str:
+    """The error in one line: an OSError's own words (which name its file: see
+    storage.write_bytes_atomic), else the type and last line of the first error that is not
+    one of Ray's wrappers (theirs print whole tracebacks)."""
+    found = os_error(error)
+    if found is not None:
+        return f"{found.strerror}: {found.filename}" if found.filename else str(found.strerror or found)
+    chain = list(_causes(error))
+    cause = next((e for e in chain if not type(e).__module__.startswith("ray.")), chain[-1])
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[-1]}" if lines else type(cause).__name__
 
 
 def _write_manifest(config: RunConfig, manifest: Manifest) -> None:

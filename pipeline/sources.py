@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from crawl2model.pipeline import warc
-from crawl2model.pipeline.jsonl import read_jsonl
+from crawl2model.pipeline.compressed import Budget, FileLimit
+from crawl2model.pipeline.jsonl import LineTooLong, read_jsonl
 from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, REMOVAL_COLUMNS
 from crawl2model.pipeline import storage
 from crawl2model.pipeline.storage import expand_inputs
@@ -49,7 +50,11 @@ class InputConfig(BaseModel):
     text_column: str = "text"
     id_column: str = "id"  # used as the document id when present, else one is derived
     docs_per_shard: int = Field(default=500, ge=1)
-    max_record_bytes: int = Field(default=32 * 2**20, ge=1024)  # larger WARC records are removed unread
+    max_record_bytes: int = Field(default=32 * 2**20, ge=1024)  # larger WARC records and JSON lines are removed
+    # a WARC file that decompresses to more, or takes longer to read, ends there with a removed row
+    # saying so: a decompression bomb or a stalled stream costs one file, not the run
+    max_file_bytes: int = Field(default=64 * 2**30, ge=1024)
+    max_file_seconds: float = Field(default=3600, gt=0)
     strict: bool = False  # an unreadable input file stops the run instead of being skipped
     storage_options: dict[str, Any] = {}  # passed to fsspec for remote inputs (s3://, gs://, https://)
 
@@ -139,7 +144,8 @@ def read_chunks(file: InputFile, inputs: InputConfig, counts: Counter[str]) -> I
     if fs.size(path) == 0:  # nothing to read is worth saying: a cut download, a failed copy
         raise warc.UnreadableFile("an empty file (0 bytes)")
     if file.kind == "warc":
-        rows = warc.iter_warc_rows(file.path, open_binary, max_record_bytes=inputs.max_record_bytes, counts=counts)
+        rows = warc.iter_warc_rows(file.path, open_binary, max_record_bytes=inputs.max_record_bytes, counts=counts,
+                                   max_file_bytes=inputs.max_file_bytes, max_file_seconds=inputs.max_file_seconds)
         yield from _chunk_rows(rows, inputs.docs_per_shard, warc.SCHEMA)
     elif file.kind == "jsonl":
         yield from _chunk_rows(_jsonl_rows(file, inputs, counts), inputs.docs_per_shard, None)
@@ -191,16 +197,23 @@ def _rows_table(rows: list[dict]) -> pa.Table:
 def _jsonl_rows(file: InputFile, inputs: InputConfig, counts: Counter[str]) -> Iterator[dict[str, Any]]:
     name = PurePosixPath(file.path).name
     number = 0
+    budget = Budget(max_seconds=inputs.max_file_seconds)  # a line is at most max_record_bytes: memory is bounded
     try:
-        for number, row in read_jsonl(file.path, errors="replace", storage_options=inputs.storage_options):
+        for number, row in read_jsonl(file.path, errors="replace", storage_options=inputs.storage_options,
+                                      max_line=inputs.max_record_bytes):
             counts["lines"] += 1
+            budget.spend(0)
             key = f"{name}:{number}"
             if not isinstance(row, dict):
                 error = row if isinstance(row, ValueError) else "a line must hold a JSON object"
-                yield {"id": warc.doc_id(key), "source": file.path, DROP_REASON: "read:bad_json",
+                reason = "read:too_large" if isinstance(row, LineTooLong) else "read:bad_json"
+                yield {"id": warc.doc_id(key), "source": file.path, DROP_REASON: reason,
                        DROP_DETAIL: f"line {number}: {error}"[:300]}
                 continue
             yield _as_document(row, key, file.path, inputs)
+    except FileLimit as limit:
+        yield {"id": warc.doc_id(f"{name}:after:{number}"), "source": file.path, DROP_REASON: limit.reason,
+               DROP_DETAIL: f"after line {number}: {limit}"}
     except (OSError, EOFError, ValueError) as error:  # a cut .gz, a broken stream: keep what came before it
         if number == 0:
             raise warc.UnreadableFile(f"not a readable JSON lines file: {type(error).__name__}: {error}"[:300]) from None

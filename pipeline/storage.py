@@ -9,6 +9,7 @@ not known beforehand, by its size and version), made once per machine.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -69,20 +70,47 @@ def filesystem(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 def write_bytes_atomic(path: str, data: bytes, sync: bool = False) -> None:
     """Write to a temporary name, then rename. `sync`: on a local disk, flush the file to the
-    device before the rename, so a power cut leaves the old file or the new one, never an empty one."""
+    device before the rename, so a power cut leaves the old file or the new one, never an empty one.
+    When the write or the rename fails, the temporary file is removed and the OSError raised names
+    `path` (and says so when the disk is full), its errno kept."""
     fs, local = filesystem(path)
-    fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
     temporary = f"{local}.tmp-{uuid.uuid4().hex[:8]}"
-    if sync and is_local(path):
-        with open(temporary, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, local)
-        return
-    with fs.open(temporary, "wb") as fh:
-        fh.write(data)
-    fs.mv(temporary, local)
+    try:
+        fs.makedirs(local.rsplit("/", 1)[0], exist_ok=True)
+        if sync and is_local(path):
+            with open(temporary, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(temporary, local)
+        else:
+            with fs.open(temporary, "wb") as fh:
+                fh.write(data)
+            fs.mv(temporary, local)
+    except BaseException as error:  # a full disk, a lost connection, a KeyboardInterrupt: no temporary stays
+        _remove_quietly(fs, temporary)
+        if isinstance(error, OSError) and error.errno is not None:
+            raise OSError(error.errno, f"{write_error_reason(error)} while writing {path}") from error
+        raise
+
+
+WRITE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def write_error_reason(error: OSError) -> str:
+    """Why a write failed, in words: 'no space left on device' for ENOSPC."""
+    reason = WRITE_ERRORS.get(error.errno) or (os.strerror(error.errno) if error.errno else str(error))
+    return reason[:1].lower() + reason[1:]
+
+
+def _remove_quietly(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Remove a temporary file if it is there; a failure to remove it must not hide the error
+    that made it one to remove."""
+    try:
+        if fs.exists(path):
+            fs.rm(path)
+    except Exception as error:  # noqa: BLE001 - the first error is the one to report
+        log.warning("could not remove the temporary file %s: %s", path, error)
 
 
 def read_bytes(path: str) -> bytes | None:
@@ -126,14 +154,19 @@ def local_copy(path: str, sha256: str | None = None) -> str:
     os.makedirs(os.path.dirname(copy), exist_ok=True)
     part = f"{copy}.{os.getpid()}.{uuid.uuid4().hex[:6]}.part"  # workers on one machine may fetch it at once
     digest = hashlib.sha256()
-    with fs.open(remote, "rb") as source, open(part, "wb") as target:
-        for block in iter(lambda: source.read(2**22), b""):
-            digest.update(block)
-            target.write(block)
-    if sha256 is not None and digest.hexdigest() != sha256:
-        os.remove(part)
-        raise ValueError(f"{path}: its sha256 is {digest.hexdigest()[:16]}..., the record says {sha256[:16]}...")
-    os.replace(part, copy)
+    try:
+        with fs.open(remote, "rb") as source, open(part, "wb") as target:
+            for block in iter(lambda: source.read(2**22), b""):
+                digest.update(block)
+                target.write(block)
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise ValueError(f"{path}: its sha256 is {digest.hexdigest()[:16]}..., the record says {sha256[:16]}...")
+        os.replace(part, copy)
+    except BaseException as error:
+        _remove_quietly(fsspec.filesystem("file"), part)
+        if isinstance(error, OSError) and error.errno in WRITE_ERRORS:  # the local disk's, not the source's
+            raise OSError(error.errno, f"{write_error_reason(error)} while writing {copy}") from error
+        raise
     log.info("local copy of %s at %s", path, copy)
     return copy
 

@@ -2,8 +2,10 @@
 
 `iter_warc_rows` yields one row per HTTP response: a document (drop_reason None) when it is a
 readable HTML page, else a removed row whose drop_reason says why (not_html, truncated, too_large,
-...). A file that breaks mid-way yields a removed row for the break and stops; a file that cannot
-be read at all raises `UnreadableFile`, which the caller reports and skips (or not, when strict).
+...). A record whose Content-Length runs into the next record costs that record only. A file that
+breaks mid-way yields a removed row for the break and stops; so does one past its size or time
+limit; a file that cannot be read at all raises `UnreadableFile`, which the caller reports and
+skips (or not, when strict).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from io import BytesIO
 from pathlib import PurePosixPath
 from typing import IO, Any, Callable, Iterator
 
@@ -21,7 +24,7 @@ from warcio.statusandheaders import StatusAndHeadersParser
 from warcio.utils import BUFF_SIZE
 
 from crawl2model.pipeline.charset import decode_html
-from crawl2model.pipeline.compressed import MemberReader, StreamCut, decoders, read_errors
+from crawl2model.pipeline.compressed import Budget, FileLimit, MemberReader, StreamCut, decoders, read_errors
 
 SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -48,22 +51,32 @@ def doc_id(key: str) -> str:
 
 
 def iter_warc_rows(path: str, open_binary: Callable[[], IO[bytes]], *, max_record_bytes: int,
-                   counts: Counter[str]) -> Iterator[dict[str, Any]]:
+                   counts: Counter[str], max_file_bytes: int | None = None,
+                   max_file_seconds: float | None = None) -> Iterator[dict[str, Any]]:
     """Rows of SCHEMA plus `drop_reason`/`drop_detail`; `counts` gets records by type.
 
     A gzip file is read member by member first (warcio's way, which keeps compressed offsets); if
-    that breaks, it is read again as one gzip stream, skipping the records already yielded."""
+    that breaks, it is read again as one gzip stream, skipping the records already yielded. A file
+    that decompresses to over `max_file_bytes` or takes over `max_file_seconds` ends with a row
+    that says so."""
     progress = _Progress()
     readers = decoders(open_binary)
+    budget = Budget(max_file_bytes, max_file_seconds)
     for attempt, decompress in enumerate(readers):
         retry_left = attempt + 1 < len(readers)
+        budget.used = 0  # bytes are counted per reading; time over all of them
         try:
-            yield from _read_records(path, open_binary, decompress, progress, max_record_bytes, counts, retry_left)
+            yield from _read_records(path, open_binary, decompress, progress, max_record_bytes, counts, retry_left,
+                                     budget)
+            return
+        except FileLimit as limit:
+            yield _removed(path, None, limit.reason, f"stopped after {progress.done} records: {limit}")
             return
         except read_errors() as error:
             if retry_left:
                 continue  # one gzip stream around the whole file, or records split across members
-            message = " ".join(str(error).split()) or type(error).__name__
+            message = " ".join(str(error).split())[:300] or type(error).__name__
+            message = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)  # NULs and such, as \x00
             if progress.done == 0:
                 raise UnreadableFile(f"not a readable WARC/ARC file: {message[:200]}") from None
             cut = isinstance(error, (EOFError, StreamCut))
@@ -81,13 +94,15 @@ class _Progress:
 
 
 def _read_records(path: str, open_binary: Callable[[], IO[bytes]], decompress, progress: _Progress,
-                  max_record_bytes: int, counts: Counter[str], retry_left: bool) -> Iterator[dict[str, Any]]:
+                  max_record_bytes: int, counts: Counter[str], retry_left: bool,
+                  budget: Budget) -> Iterator[dict[str, Any]]:
     held = None  # a truncated row kept back while another reader may still read that record whole
     with open_binary() as raw:
         # no_record_parse: the HTTP head is parsed per record in _read_http, so a bad one costs
         # that record only (warcio's own parse error would end the iteration of the whole file)
         iterator = ArchiveIterator(decompress(raw), no_record_parse=True)
         iterator.reader = reader = MemberReader(iterator.fh, block_size=BUFF_SIZE)  # in place of warcio's
+        reader.budget = budget
         for index, record in enumerate(iterator):
             if held is not None:  # the file goes on after it: the record really is cut short
                 yield _emit(held, "response", progress, counts)
@@ -102,7 +117,12 @@ def _read_records(path: str, open_binary: Callable[[], IO[bytes]], decompress, p
                 yield _no_length(record, path, iterator, progress)
                 return
             rec_type = "warcinfo" if record.rec_type == "arc_header" else record.rec_type
-            row = _response_row(record, path, iterator, max_record_bytes) if rec_type == "response" else None
+            if rec_type == "response":
+                row = _response_row(record, path, iterator, reader, max_record_bytes)
+            else:
+                row = None
+                if _read_block(record, reader, keep=0).overrun:
+                    counts["length_overrun"] += 1
             if row is not None and retry_left and row["drop_reason"] == "read:truncated":
                 held = row  # reading gzip member by member ends a record at its member's end: maybe not cut
                 continue
@@ -137,13 +157,26 @@ def _emit(row: dict[str, Any] | None, rec_type: str, progress: _Progress, counts
     return row
 
 
-def _response_row(record, path: str, iterator: ArchiveIterator, max_record_bytes: int) -> dict[str, Any]:
-    http, body, problem = None, b"", None
+def _response_row(record, path: str, iterator: ArchiveIterator, reader: MemberReader,
+                  max_record_bytes: int) -> dict[str, Any]:
+    http, body, problem = None, None, None  # body stays None for a record over the limit
     try:
-        http, body = _read_http(record, max_record_bytes)
-        missing = _missing_bytes(record, http, body) if body is not None else 0
-        if missing:
-            problem = ("read:truncated", f"{missing} bytes missing")
+        declared = _header(record, "length", "Content-Length")
+        if declared is not None and not declared.strip().isdigit():  # warcio reads such a record as empty
+            raise ValueError(f"invalid record length {declared!r}")
+        block = _read_block(record, reader, keep=max_record_bytes)
+        if block.overrun:
+            problem = ("read:malformed_record", f"its Content-Length {record.length} runs into the next record, "
+                                                f"{block.size} bytes into its block")
+        elif block.data is None and block.size < record.length:  # not kept, and not whole either
+            problem = ("read:truncated", f"{record.length - block.size} bytes missing")
+        elif block.data is not None:
+            http, body = _read_http(record, block, max_record_bytes)
+            missing = _missing_bytes(record, http, body, block) if body is not None else 0
+            if missing:
+                problem = ("read:truncated", f"{missing} bytes missing")
+    except FileLimit:
+        raise
     except (EOFError, StreamCut) as exc:  # a compressed stream that ends inside the record
         problem = ("read:truncated", f"the file ends inside the record {exc}".strip()[:300])
     except Exception as exc:  # a bad HTTP head, chunked encoding errors, bad content-encoding, ...
@@ -187,13 +220,72 @@ HTTP_PROTOCOLS = ["HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0"]
 HTTP_SCHEMES = ("http:", "https:")
 
 
-def _read_http(record, max_record_bytes: int):
-    """HTTP head and body; the body is None when the record is over the limit (then left unread)."""
-    declared = _header(record, "length", "Content-Length")
-    if declared is not None and not declared.strip().isdigit():  # warcio reads such a record as empty
-        raise ValueError(f"invalid record length {declared!r}")
-    if (record.length or 0) > max_record_bytes:
-        return None, None
+@dataclass
+class _Block:
+    data: bytes | None  # the block, or None when it was longer than the bytes asked to keep
+    size: int  # its bytes in the file
+    overrun: bool  # whether its Content-Length ran into the next record (then it ends where that begins)
+
+
+RECORD_START = re.compile(rb"\r?\n\r?\nWARC/(?:1\.[01]|0\.1[78])\r?\n")
+HEAD_END = re.compile(rb"\r?\n\r?\n")
+START_LINE = 16  # at most the bytes of RECORD_START
+MAX_HEAD = 16 * 2**10  # a record head longer than this is taken for text, not a record
+BLOCK_READ = 2**18
+
+
+def _read_block(record, reader: MemberReader, keep: int) -> _Block:
+    """Read a record's block to its end, keeping it if it is at most `keep` bytes.
+
+    A block that holds the start of another record (a blank line, a WARC version line, a head with
+    WARC-Type and Content-Length) was given a Content-Length too large: it ends there, and the bytes
+    from there on go back to the reader, so that the records it swallowed are read as records.
+    (A WARC file crawled as a page, uncompressed, would be read as the records it holds.)"""
+    stream, kept, size, pending = record.raw_stream, [], 0, b""
+    keeping = (record.length or 0) <= keep
+    while True:
+        chunk = stream.read(BLOCK_READ)
+        pending += chunk
+        start = _next_record_start(pending, complete=not chunk)
+        if start is None:
+            continue  # a record's head may begin here: read on before deciding
+        if start >= 0:
+            reader.push_back(pending[start:])
+            stream.limit = 0
+            body, pending = pending[:start], b""
+        else:  # all but a tail that could begin a record's start line is the block's
+            cut = len(pending) if not chunk else max(0, len(pending) - START_LINE)
+            body, pending = pending[:cut], pending[cut:]
+        size += len(body)
+        if keeping:
+            kept.append(body)
+        if start >= 0 or not chunk:
+            return _Block(b"".join(kept) if keeping else None, size, overrun=start >= 0)
+
+
+def _next_record_start(data: bytes, complete: bool) -> int | None:
+    """Where in `data` the next record begins (at the blank line before it); -1 if nowhere; None
+    if that cannot be told until more is read (a start line whose head is not yet whole)."""
+    at = data.find(b"\nWARC/")  # bytes.find is fast; the regex is run only where it may match
+    while at >= 0:
+        match = RECORD_START.search(data, max(0, at - 3), at + 16)
+        at = data.find(b"\nWARC/", at + 1)
+        if match is None:
+            continue
+        end = HEAD_END.search(data, match.end() - 2)
+        if end is None:
+            if not complete and len(data) - match.start() < MAX_HEAD:
+                return None
+            continue
+        head = data[match.end() - 2:end.start()]
+        if re.search(rb"\nWARC-Type:", head, re.I) and re.search(rb"\nContent-Length:\s*\d", head, re.I):
+            return match.start()
+    return -1
+
+
+def _read_http(record, block: _Block, max_record_bytes: int):
+    """HTTP head and body, from the block read; the body is None when it decodes to over the limit."""
+    record.raw_stream = BytesIO(block.data)
     if _has_http_head(record):
         # set on the record so that content_stream() undoes chunking and gzip/deflate
         record.http_headers = StatusAndHeadersParser(HTTP_PROTOCOLS).parse(record.raw_stream)
@@ -212,10 +304,10 @@ def _has_http_head(record) -> bool:
     return (record.content_type or "").lower().startswith("application/http") or uri.startswith(HTTP_SCHEMES)
 
 
-def _missing_bytes(record, http, body: bytes) -> int:
+def _missing_bytes(record, http, body: bytes, block: _Block) -> int:
     """Bytes the record's length promised but the file lacks; 0 when the HTTP body is whole anyway
     (an ARC writer that miscounted the record length, while HTTP's Content-Length is met)."""
-    missing = getattr(record.raw_stream, "limit", 0)
+    missing = (record.length or 0) - block.size
     if missing and http and not (http.get_header("Content-Encoding") or http.get_header("Transfer-Encoding")):
         declared = (http.get_header("Content-Length") or "").strip()
         if declared.isdigit() and len(body) >= int(declared):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import pyarrow as pa
@@ -23,6 +24,24 @@ from crawl2model.pipeline.records import DoneRecord, PhaseRecord, ShardOutput
 from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, REMOVAL_COLUMNS, Stage
 
 Report = Callable[[str, DoneRecord], None]  # (stage name, what a unit did)
+STAGE_ATTRIBUTE = "crawl2model_stage"  # on an error a worker raises: the stage it ran (see tag_stage)
+
+
+@contextmanager
+def tag_stage(name: str, report: Report | None = None):
+    """Tag an error raised inside with the stage that ran, so the runner can tell which stage of a
+    chain failed, and hand it to `report.failed` when the report has one: Ray Data wraps the
+    error of a map task in its own and loses it on the way to the driver (pickling drops
+    `__cause__`), so the runner learns it through its reporter. The innermost tag wins."""
+    try:
+        yield
+    except Exception as error:
+        if STAGE_ATTRIBUTE not in vars(error):
+            vars(error)[STAGE_ATTRIBUTE] = name
+            failed = getattr(report, "failed", None)
+            if failed is not None:
+                failed(name, error)
+        raise
 
 
 def apply_stage(stage: Stage, table: pa.Table, name: str) -> tuple[pa.Table, pa.Table]:
@@ -129,17 +148,19 @@ class StageWorker:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         """Ray Data entry point: each row names a unit and the shard it reads (relative to the run)."""
         units, paths = [], []
-        for unit, path in zip(batch["unit"], batch["path"]):
-            record = self.run_unit(str(unit), str(path))
-            units.append(str(unit))
-            paths.append(record.outputs[0].kept.path)
+        with tag_stage(self.node.name, self.report):
+            for unit, path in zip(batch["unit"], batch["path"]):
+                record = self.run_unit(str(unit), str(path))
+                units.append(str(unit))
+                paths.append(record.outputs[0].kept.path)
         return {"unit": units, "path": paths}
 
 
 def run_stage_task(batch: dict[str, list], node: StageNode, context: PhaseContext | None = None,
                    report: Report | None = None) -> dict[str, list]:
     """Task-pool entry point for stages without setup: a fresh worker per call is cheap."""
-    return StageWorker(node, context, report)(batch)
+    with tag_stage(node.name, report):
+        return StageWorker(node, context, report)(batch)
 
 
 class SourceWorker:
@@ -187,9 +208,10 @@ class SourceWorker:
 
     def __call__(self, batch: dict[str, list]) -> Iterator[dict[str, list]]:
         """Ray Data entry point: a row per input file in, a row per shard out, each as it is written."""
-        for index, kind, path in zip(batch["index"], batch["kind"], batch["path"]):
-            for output in self.run_file(int(index), str(kind), str(path)):
-                yield {"unit": [output.unit], "path": [output.kept.path]}
+        with tag_stage(self.node.name, self.report):
+            for index, kind, path in zip(batch["index"], batch["kind"], batch["path"]):
+                for output in self.run_file(int(index), str(kind), str(path)):
+                    yield {"unit": [output.unit], "path": [output.kept.path]}
 
 
 def run_source_task(batch: dict[str, list], node: StageNode, report: Report | None = None) -> Iterator[dict[str, list]]:
@@ -200,6 +222,11 @@ def run_source_task(batch: dict[str, list], node: StageNode, report: Report | No
 def run_phase_task(node: StageNode, phase_name: str, ctx: PhaseContext, unit: str, input_path: str | None) -> PhaseRecord:
     """One task of one phase of a global stage: read its input, call the phase method, write its
     output, then its done record. A task already done under this fingerprint returns its record."""
+    with tag_stage(node.name):
+        return _run_phase_task(node, phase_name, ctx, unit, input_path)
+
+
+def _run_phase_task(node: StageNode, phase_name: str, ctx: PhaseContext, unit: str, input_path: str | None) -> PhaseRecord:
     stage = node.build()
     phase = next(p for p in stage.phases() if p.name == phase_name)
     phase_dir = storage.join(ctx.phases_dir, phase.name)

@@ -60,6 +60,81 @@ def test_a_parquet_text_column_that_is_not_text_is_a_config_error(tmp_path):
         parse_config({"name": "x", "output_dir": str(tmp_path / "out"), "input": {"parquet": [str(path)]}})
 
 
+def test_a_content_length_too_large_costs_its_record_only(tmp_path):
+    kept, removed = read(bad_inputs.warc_length_overrun(tmp_path), "warc")
+    assert [r["url"] for r in kept] == [f"http://example.com/{n}" for n in (0, 2, 3, 4)]
+    assert all("WARC/1.0" not in r["html"] for r in kept)
+    assert [(r["url"], r["drop_reason"]) for r in removed] == [("http://example.com/1", "read:malformed_record")]
+    assert "runs into the next record" in removed[0]["drop_detail"]
+    assert [r["offset"] for r in kept] == [n * len(bad_inputs.warc_response(0)) for n in (0, 2, 3, 4)]
+
+
+def test_a_content_length_past_the_end_of_the_file_is_truncated(tmp_path):
+    kept, removed = read(bad_inputs.warc_length_past_the_end(tmp_path), "warc", max_record_bytes=2**20)
+    assert [r["url"] for r in kept] == ["http://example.com/0"]
+    assert [r["drop_reason"] for r in removed] == ["read:truncated"]
+
+
+def test_a_gigabyte_line_of_zeros_after_a_record_ends_the_file_quickly(tmp_path):
+    import time
+    import tracemalloc
+
+    path = bad_inputs.warc_zeros_after_a_record(tmp_path)
+    started = time.monotonic()
+    tracemalloc.start()
+    try:
+        kept, removed = read(path, "warc")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [r["url"] for r in kept] == ["http://example.com/0"]
+    assert [r["drop_reason"] for r in removed] == ["read:malformed_file"]
+    assert peak < 32 * 2**20 and time.monotonic() - started < 60  # before: 4.1 GB after 580 s (of 1 GB)
+
+
+@pytest.mark.parametrize("codec", ["bz2", "zstd"])
+def test_a_decompression_bomb_stops_at_the_files_limit(tmp_path, codec):
+    import tracemalloc
+
+    path = bad_inputs.bomb(tmp_path, codec, copies=40)  # 320 MB of zeros from a few kB
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnreadableFile, match="not a readable WARC/ARC file"):  # zeros are no WARC
+            read(path, "warc")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20
+
+
+@pytest.mark.parametrize("codec", ["bz2", "zstd"])
+def test_a_file_past_its_decompressed_size_limit_ends_with_a_row(tmp_path, codec):
+    import bz2
+
+    import zstandard
+
+    records = b"".join(bad_inputs.warc_response(n) for n in range(3000))  # ~1.1 MB
+    compress = bz2.compress if codec == "bz2" else zstandard.ZstdCompressor().compress
+    path = tmp_path / f"big.warc.{codec}"
+    path.write_bytes(compress(records))
+    kept, removed = read(path, "warc", max_file_bytes=2**19)
+    assert 0 < len(kept) < 3000 and [r["drop_reason"] for r in removed] == ["read:too_large"]
+    assert f"stopped after {len(kept)} records: the file decompresses to over 524288 bytes" in removed[0]["drop_detail"]
+
+
+def test_a_file_past_its_time_limit_ends_with_a_row(tmp_path):
+    path = bad_inputs.warc_length_overrun(tmp_path)
+    kept, removed = read(path, "warc", max_file_seconds=1e-9)
+    assert kept == [] and [r["drop_reason"] for r in removed] == ["read:timeout"]
+
+
+def test_an_over_long_jsonl_line_is_a_removed_row(tmp_path):
+    kept, removed = read(bad_inputs.jsonl_long_line(tmp_path), "jsonl", max_record_bytes=2**20)
+    assert [r["id"] for r in kept] == ["a", "c"]
+    assert [(r["drop_reason"], r["drop_detail"]) for r in removed] == [
+        ("read:too_large", f"line 2: a line of over {2**20} characters")]
+
+
 @pytest.mark.parametrize("label", ["base64", "hex", "zlib", "rot13", "uu"])
 def test_a_charset_that_is_a_codec_but_no_text_encoding_is_ignored(label):
     page = bad_inputs.html_with_a_codec_that_is_no_text_encoding(label)

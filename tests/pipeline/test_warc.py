@@ -269,7 +269,7 @@ def test_corrupt_gzip_member_stops_the_file_with_a_reason():
     assert "decompressing" in rows[1]["drop_detail"]
 
 
-def test_huge_response_is_removed_unread(tmp_path):
+def test_huge_response_is_removed_without_being_held(tmp_path):
     big = b"<html><body>" + random.Random(9).randbytes(10 * MB).hex().encode() + b"</body></html>"  # ~20 MB
     path = tmp_path / "big.warc"
     path.write_bytes(write_warc([("http://example.com/big", big, "text/html"), *pages(1)]))
