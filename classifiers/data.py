@@ -1,8 +1,9 @@
 """Labelled examples for training and evaluating a classifier, from files or from a run's documents.
 
-A source is one entry of `sources:`. It gives examples either from `files` (JSONL, Parquet, CSV or
-plain text; gzip and other compressions by extension) or from `input` (the documents the train
-stage receives in a run). Each example's label is the source's `label`, or a row's `label_column`
+A source is one entry of `sources:`. It gives examples from `files` (JSONL, Parquet, CSV or plain
+text; gzip and other compressions by extension), from `input` (the documents the train stage
+receives in a run), or from `sample` (demonstration texts generated from the seed, see
+pipeline/sample_data.py). Each example's label is the source's `label`, or a row's `label_column`
 value (renamed through `labels`, e.g. Davidson's classes `{0: toxic, 1: toxic, 2: clean}`), or,
 in plain text without either, a fastText `__label__name` prefix. `max_documents` keeps a seeded
 sample, chosen by a hash of the text, so it does not depend on file order.
@@ -21,18 +22,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from crawl2model.classifiers.fasttext_file import LABEL_PREFIX
 from crawl2model.pipeline.jsonl import read_jsonl
+from crawl2model.pipeline.sample_data import TextKind, texts
 from crawl2model.pipeline.sampling import seeded_order
 
 Format = Literal["auto", "jsonl", "parquet", "csv", "text"]
 _SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
 _LABEL = re.compile(r"\S+")
 EXAMPLES = pa.schema([("text", pa.string()), ("label", pa.string())])  # what every source gives
+SAMPLE_TEXTS = 500  # generated texts of a `sample` source without max_documents
 
 
 class ExampleSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
     files: list[str] = []  # globs of local paths or fsspec URLs
     input: bool = False  # in a run: the documents this stage receives (sample them with max_documents)
+    sample: TextKind | None = None  # generated demonstration texts: reference, toxic or polite
     label: str | None = None  # every example of this source has this label
     label_column: str | None = None  # or each row names its label in this column
     labels: dict[str, str] = {}  # with label_column: raw value -> label; other values are an error
@@ -63,14 +67,15 @@ class ExampleSource(BaseModel):
 
     @model_validator(mode="after")
     def _one_origin_one_label(self) -> ExampleSource:
-        if bool(self.files) == self.input:
-            raise ValueError("give either `files` or `input: true` (the documents of the run), not both or neither")
+        if sum((bool(self.files), self.input, self.sample is not None)) != 1:
+            raise ValueError("give one of `files`, `input: true` (the documents of the run) or `sample` "
+                             "(generated texts)")
         if self.label is not None and self.label_column is not None:
             raise ValueError("give `label` (one label for the whole source) or `label_column`, not both")
         if self.labels and self.label_column is None:
             raise ValueError("`labels` renames the values of `label_column`; set label_column too")
-        if self.input and self.label is None:
-            raise ValueError("documents of the run carry no label: set `label` for the `input` source")
+        if (self.input or self.sample) and self.label is None:
+            raise ValueError("documents of the run and generated texts carry no label: set `label` for the source")
         return self
 
     def paths(self) -> list[str]:
@@ -121,7 +126,10 @@ def file_format(path: str, format: Format) -> str:
 
 
 def read_source(source: ExampleSource, seed: int) -> pa.Table:
-    """The examples of a file source as a table (text, label); blank texts are skipped."""
+    """The examples of a file or sample source as a table (text, label); blank texts are skipped."""
+    if source.sample is not None:
+        generated = texts(source.sample, source.max_documents or SAMPLE_TEXTS, seed)
+        return pa.table({"text": generated, "label": [source.label] * len(generated)}, schema=EXAMPLES)
     tables = [_read_file(path, source) for path in source.paths()]
     table = pa.concat_tables(tables) if tables else EXAMPLES.empty_table()
     table = table.filter(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(table.column("text").fill_null(""))), 0))

@@ -11,6 +11,7 @@ The layers, lowest first; a module imports only from its own layer and the layer
 3. `crawl2model.classifiers` and `crawl2model.train`: fastText classifiers and the trainers;
    they use the kernel's storage (and `train` uses `model`).
 4. `crawl2model.stages`: the built-in stages, each a module named as its type.
-5. `crawl2model.catalog` (finds stages by type name and loads a run's config with them) and
-   `crawl2model.cli` (the `pipeline` command): the top.
+5. `crawl2model.catalog` (finds stages by type name and loads a run's config with them),
+   `crawl2model.cli` (the `pipeline` command), `crawl2model.report` (report.html) and
+   `crawl2model.diff` (two runs compared, for `pipeline diff`): the top.
 """

@@ -47,6 +47,7 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
         _fail((f"stage '{stage}' failed: " if stage else "") + one_line(error))
     _print_status(run_config.output_dir, manifest)
     _print_skipped(run_config.output_dir)
+    _write_report_after_run(run_config.output_dir)
 
 
 @app.command()
@@ -93,6 +94,53 @@ def inspect(run_dir: str = typer.Argument(..., help="a run's output_dir"),
             _print_document(row, chars)
     if shown == 0:
         console.print("(no documents)")
+
+
+@app.command("diff")
+def diff_runs(run_a: str = typer.Argument(..., help="a finished run's output_dir"),
+              run_b: str = typer.Argument(..., help="another run's output_dir, compared with the first"),
+              json_output: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
+              n: int = typer.Option(5, "-n", help="documents shown each way for a stage whose kept set changed")) -> None:
+    """Compare two runs stage by stage: fingerprints and why they differ, document counts, output
+    files, and the documents one run kept and the other removed. Exits 0 when identical, 1 when not."""
+    from crawl2model.diff import NotARun, compare, render
+
+    try:
+        result = compare(run_a, run_b, examples=n)
+    except NotARun as error:
+        _fail(str(error))
+    if json_output:
+        typer.echo(result.model_dump_json(indent=2))  # as it is: rich would wrap and colour it
+    else:
+        for line in render(result):  # run data (urls, reasons, option values) is never markup
+            console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+    raise typer.Exit(0 if result.identical else 1)
+
+
+@app.command()
+def report(run_dir: str = typer.Argument(..., help="a run's output_dir (a path or an fsspec URL)"),
+           out: Optional[str] = typer.Option(None, help="the file to write (default: RUN_DIR/report.html)")) -> None:
+    """Write report.html: one self-contained page (it opens offline) with plots of the run's funnel,
+    removal reasons and measured values, languages, lengths, duplicates, classifiers, tokens and
+    training curves, and documents kept and removed. `pipeline run` writes it too."""
+    from crawl2model.report.write import write_report
+
+    try:
+        path = write_report(run_dir, out)
+    except FileNotFoundError as error:
+        _fail(str(error))
+    console.print(f"wrote {path}", highlight=False, markup=False)
+
+
+def _write_report_after_run(run_dir: str) -> None:
+    """The report of a finished run; a run that worked is not failed by its report."""
+    from crawl2model.report.write import write_report
+
+    try:
+        console.print(f"report: {write_report(run_dir)}", highlight=False, markup=False)
+    except Exception as error:  # noqa: BLE001 - any bug of the report is a warning here
+        errors.print(f"warning: no report.html ({type(error).__name__}: {error}); "
+                     f"`pipeline report {run_dir}` tries again", highlight=False, markup=False, soft_wrap=True)
 
 
 tokens_app = typer.Typer(no_args_is_help=True, help="Token shards made by a run's `tokenize` stage.")

@@ -98,8 +98,9 @@ def _source_hashes(*modules) -> list[str]:
     return [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in modules]
 
 
-def source_fingerprint(inputs: InputConfig, seed: int, run_dir: str, files: list[InputFile]) -> str:
-    """Input options, the reader's code, and each file's identity (path, size, modification)."""
+def source_inputs(inputs: InputConfig, seed: int, run_dir: str, files: list[InputFile]) -> dict:
+    """What the reader's fingerprint hashes (its digest is the fingerprint): input options, the
+    reader's code, and each file's identity (path, size, modification)."""
     import fsspec
 
     from crawl2model.pipeline import charset, compressed, sources, warc
@@ -119,24 +120,50 @@ def source_fingerprint(inputs: InputConfig, seed: int, run_dir: str, files: list
         info = fs.info(path)
         identity.append([file.kind, file.path, info.get("size"),
                          info.get("mtime") or info.get("ETag") or info.get("LastModified")])
-    return digest({"inputs": inputs.model_dump(mode="json"), "code": code, "files": identity})
+    return {"inputs": inputs.model_dump(mode="json"), "code": code, "files": identity}
 
 
-def fingerprinted(nodes: list[StageNode], source_fp: str) -> list[StageNode]:
-    """The nodes with their fingerprints set (the reader's is `source_fp`)."""
+def fingerprinted(nodes: list[StageNode], source_fp: str, inputs: dict[str, dict] | None = None) -> list[StageNode]:
+    """The nodes with their fingerprints set (the reader's is `source_fp`). `inputs`, when given,
+    receives per stage what its fingerprint hashed (`stage_inputs`) and what its code hash covers."""
     result: dict[str, StageNode] = {}
     for node in nodes:
         if node.is_source:
             result[node.name] = replace(node, fingerprint=source_fp)
             continue
-        options = json.loads(json.dumps(node.config.model_dump(mode="json")).replace(node.run_dir, "<run>"))
-        data = sorted(node.cls.data_files(node.config))
-        result[node.name] = replace(node, fingerprint=digest({
-            "type": stage_path(node.cls), "options": options, "code": node.cls.code_version(),
-            "data": [[storage.relative(path, node.run_dir), storage.sha256_of(path)] for path in data],
-            "after": [result[p].fingerprint for p in node.after],
-        }))
+        hashed = stage_inputs(node, [result[p].fingerprint for p in node.after])
+        if inputs is not None:
+            inputs[node.name] = {"inputs": hashed, "code_parts": code_parts(node.cls)}
+        result[node.name] = replace(node, fingerprint=digest(hashed))
     return list(result.values())
+
+
+def stage_inputs(node: StageNode, parent_fingerprints: list[str]) -> dict:
+    """What a stage's fingerprint hashes. Kept beside it (`_fingerprint.json`), so that two runs
+    whose fingerprints differ can be told why (`pipeline diff`)."""
+    options = json.loads(json.dumps(node.config.model_dump(mode="json")).replace(node.run_dir, "<run>"))
+    data = sorted(node.cls.data_files(node.config))
+    return {"type": stage_path(node.cls), "options": options, "code": node.cls.code_version(),
+            "data": [[storage.relative(path, node.run_dir), storage.sha256_of(path)] for path in data],
+            "after": parent_fingerprints}
+
+
+def code_parts(cls: type[Stage]) -> dict:
+    """What `Stage.code_version` hashes, by name: its source files (folder/file) and the versions of
+    the packages it names; not hashed itself, only kept to say which part of a code change it was."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from crawl2model.pipeline.stage import local_sources
+
+    packages = {}
+    for package in cls.packages:
+        try:
+            packages[package] = version(package)
+        except PackageNotFoundError:
+            packages[package] = "?"
+    return {"sources": {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+                        for p in local_sources(cls.__module__)},
+            "packages": packages}
 
 
 def upstream(nodes: list[StageNode], node: StageNode) -> list[StageNode]:

@@ -8,13 +8,15 @@ Shards flow between operators by path: each operator writes its Parquet and pass
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,7 +27,7 @@ from crawl2model.pipeline.config import RunConfig, source_node
 from crawl2model.pipeline.global_stage import PhaseContext, phase_jobs
 from crawl2model.pipeline.lock import RunLock
 from crawl2model.pipeline.plan import (SOURCE, StageNode, ancestors, descendants, digest, fingerprinted, segments,
-                                       source_fingerprint)
+                                       source_inputs)
 from crawl2model.pipeline.progress import Progress
 from crawl2model.pipeline.records import DoneRecord, FileInfo, Manifest, ManifestEntry, ShardOutput, StageStats
 from crawl2model.pipeline.summary import finish, manifest_path, write_manifest
@@ -49,6 +51,7 @@ class Plan:
     forced: set[str]  # named by --force, and everything after them; and stages whose outputs failed verification
     files: list[InputFile]
     stale: dict[str, str]  # a finished stage that re-runs because a file it wrote changed: why
+    inputs: dict[str, dict] = field(default_factory=dict)  # per stage: what its fingerprint hashed (plan.fingerprinted)
 
     def node(self, name: str) -> StageNode:
         return next(n for n in self.nodes if n.name == name)
@@ -78,8 +81,11 @@ def _run(config: RunConfig, nodes: list[StageNode], address: str | None, until: 
     for name, why in plan.stale.items():
         progress.console.print(f"{name}: runs again: {why}", highlight=False, markup=False, soft_wrap=True)
     _prepare_dirs(plan)
+    # The config as run, but for output_dir: the file lies in it, and that absolute path would make
+    # one config run into two directories write different bytes (paths in outputs are never absolute)
+    as_run = yaml.safe_dump(config.model_dump(mode="json", exclude={"output_dir"}), sort_keys=False)
     storage.write_bytes_atomic(storage.join(config.output_dir, "config.yaml"),
-                               yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False).encode())
+                               f"# output_dir: the folder this file is in\n{as_run}".encode())
     previous, manifest.stages = manifest.stages, {}
     for node in plan.nodes:  # listed in DAG order; `cached` says whether this invocation re-ran it
         if node.name in plan.to_run:
@@ -90,22 +96,23 @@ def _run(config: RunConfig, nodes: list[StageNode], address: str | None, until: 
     if not plan.to_run:
         return manifest
 
-    started_ray = connect(config, address, user_code_paths(plan.nodes))
-    try:
-        import ray
-
-        _check_feasible([n for n in plan.nodes if n.name in plan.to_run], ray.cluster_resources())
-        for chain in segments(plan.nodes, plan.to_run):
-            _run_chain(config, plan, chain, manifest, progress)
-    except BaseException as error:
-        _record_failure(config, manifest, error)
-        raise
-    finally:
-        progress.stop()
-        if started_ray:
+    with ray_messages_to(config.output_dir):
+        started_ray = connect(config, address, user_code_paths(plan.nodes))
+        try:
             import ray
 
-            ray.shutdown()
+            _check_feasible([n for n in plan.nodes if n.name in plan.to_run], ray.cluster_resources())
+            for chain in segments(plan.nodes, plan.to_run):
+                _run_chain(config, plan, chain, manifest, progress)
+        except BaseException as error:
+            _record_failure(config, manifest, error)
+            raise
+        finally:
+            progress.stop()
+            if started_ray:
+                import ray
+
+                ray.shutdown()
     return manifest
 
 
@@ -119,8 +126,8 @@ def make_plan(config: RunConfig, nodes: list[StageNode], manifest: Manifest, *, 
         if name not in names:
             raise PlanError(f"no stage named '{name}'; stages: {', '.join(names)}")
     files = list_input_files(config.input, config.seed, config.output_dir)
-    source_fp = source_fingerprint(config.input, config.seed, config.output_dir, files)
-    nodes = fingerprinted([source_node(config), *nodes], source_fp)
+    inputs = {SOURCE: {"inputs": source_inputs(config.input, config.seed, config.output_dir, files)}}
+    nodes = fingerprinted([source_node(config), *nodes], digest(inputs[SOURCE]["inputs"]), inputs)
     wanted = ancestors(nodes, until) if until else set(names)
     forced = descendants(nodes, set(force))
     fingerprints = {n.name: n.fingerprint for n in nodes}
@@ -133,7 +140,7 @@ def make_plan(config: RunConfig, nodes: list[StageNode], manifest: Manifest, *, 
                 cached.add(name)
             else:
                 stale[name] = why
-    return Plan(nodes, wanted - cached, cached, forced | set(stale), files, stale)
+    return Plan(nodes, wanted - cached, cached, forced | set(stale), files, stale, inputs)
 
 
 def _changed_file(entry: ManifestEntry, run_dir: str, hashes: dict[str, str] | None) -> str | None:
@@ -157,14 +164,19 @@ def _changed_file(entry: ManifestEntry, run_dir: str, hashes: dict[str, str] | N
 
 def _prepare_dirs(plan: Plan) -> None:
     """Clear a stage's directory when its fingerprint changed or it is forced; keep it to resume.
-    Its artifact (a tokenizer, a model) is inside: a stage that re-runs never starts from an old one."""
-    for name in plan.to_run:
+    Its artifact (a tokenizer, a model) is inside: a stage that re-runs never starts from an old one.
+    The marker keeps what the fingerprint hashed, so `pipeline diff` can say why two runs differ
+    (a cached stage's marker written by an older version, without it, gets it now)."""
+    for name in plan.to_run | plan.cached:
         node = plan.node(name)
         marker = storage.join(node.directory, "_fingerprint.json")
-        previous = storage.read_json(marker)
-        if name in plan.forced or not previous or previous.get("fingerprint") != node.fingerprint:
+        previous = storage.read_json(marker) or {}
+        wanted = json.loads(json.dumps({"fingerprint": node.fingerprint, **plan.inputs.get(name, {})}, default=str))
+        if name in plan.to_run and (name in plan.forced or previous.get("fingerprint") != node.fingerprint):
             storage.remove_tree(node.directory)
-            storage.write_json(marker, {"fingerprint": node.fingerprint})
+            previous = {}
+        if previous != wanted and previous.get("fingerprint") in (None, node.fingerprint):
+            storage.write_json(marker, wanted)
 
 
 def connect(config: RunConfig, address: str | None, code_paths: list[str] = ()) -> bool:
@@ -193,6 +205,99 @@ def connect(config: RunConfig, address: str | None, code_paths: list[str] = ()) 
             ray.init(num_cpus=config.ray.num_cpus, runtime_env=env, include_dashboard=False,
                      logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
     return True
+
+
+RAY_LOG = "logs/ray.log"  # under the run directory: what Ray itself said during the run
+
+
+@contextmanager
+def ray_messages_to(run_dir: str) -> Iterator[None]:
+    """While a run goes, what Ray says about itself goes to `<run_dir>/logs/ray.log` (appended to),
+    and the console shows the run's progress and results only:
+    - the console handlers of Ray's Python loggers (`ray`, `ray.data`, ...) give way to the file:
+      the token-authentication notice of ray.init, Ray Data's "progress bars disabled" and its
+      dataset logs;
+    - file descriptor 2 points at the file too, for the driver's C++ core worker, which writes
+      its errors there and nowhere else (e.g. that an actor's constructor arguments are in the
+      object store, which Ray Data's actor pools always do); Python's own stderr (tracebacks,
+      the progress table, warnings) keeps the console through a copy of the descriptor.
+    The log is written to a local temporary file and added to the run's when the run ends: during
+    the run it never competes with the outputs for the disk (a full one must leave room to record
+    the failure), and a run directory on an object store gets it the same way."""
+    import ray.data  # noqa: F401 - Ray Data gives its logger a console handler on import: before we swap
+
+    descriptor, path = tempfile.mkstemp(prefix="crawl2model-ray-", suffix=".log")
+    stream = open(descriptor, "a", encoding="utf-8")
+    handler = _LogFile(stream)
+    # Ray's own format (ray.init sets it on the `ray` logger's handlers anyway)
+    handler.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"))
+    handler.setLevel(logging.INFO)
+    swapped = []  # (logger, its console handlers, whether it got ours)
+    for name in ["ray", *(n for n in list(logging.root.manager.loggerDict) if n.startswith("ray."))]:
+        logger = logging.getLogger(name)
+        console = [h for h in logger.handlers if isinstance(h, logging.StreamHandler)
+                   and not isinstance(h, logging.FileHandler)]  # ray.data's session file handler stays
+        for old in console:
+            logger.removeHandler(old)
+        # a logger that passes its records up reaches "ray"'s handler: ours once is enough
+        add = name == "ray" or (bool(console) and not logger.propagate)
+        if add:
+            logger.addHandler(handler)
+        swapped.append((logger, console, add))
+    python_stderr, saved, terminal = sys.stderr, None, None
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 at all: nothing of Ray's can reach a console
+        pass
+    ours = saved is not None and _writes_to_fd2(python_stderr)
+    if saved is not None:
+        if ours:
+            python_stderr.flush()
+            terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding,
+                                 errors=python_stderr.errors)
+            sys.stderr = terminal
+        os.dup2(stream.fileno(), 2)
+    try:
+        yield
+    finally:
+        for logger, console, add in swapped:
+            if add:
+                logger.removeHandler(handler)
+            for old in console:
+                logger.addHandler(old)
+        with suppress(OSError):  # a full disk: the run's own error is the one to report
+            stream.flush()
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if terminal is not None:
+                sys.stderr = python_stderr
+                terminal.close()
+        with suppress(OSError):
+            stream.close()
+        target = storage.join(run_dir, RAY_LOG)
+        try:  # appended to the log of the run's earlier invocations
+            storage.write_bytes_atomic(target, (storage.read_bytes(target) or b"") + Path(path).read_bytes())
+        except OSError as error:
+            log.warning("Ray's log of this run is lost (%s)", error)
+        finally:
+            os.remove(path)
+
+
+class _LogFile(logging.StreamHandler):
+    """Ray's messages into the run's log file. A message that cannot be written there (the disk
+    is full) is dropped: logging's own report of it would bury the run's error on the console."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def _writes_to_fd2(stream) -> bool:
+    """Whether a Python stream writes to file descriptor 2 (the real stderr, not a test's capture)."""
+    try:
+        return stream is not None and stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: a StringIO, pytest's capsys
+        return False
 
 
 @contextmanager
@@ -283,9 +388,6 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: 
     context.enable_progress_bars = False  # ours (pipeline.progress) counts documents per stage
     context.target_max_block_size = 1  # a block per shard row: else Ray Data packs a file's shards into
     # one block and a single task extracts them one after another while the other cores idle
-    for handler in logging.getLogger("ray.data").handlers:  # its console chatter, not its log file
-        if "File" not in type(handler).__name__:
-            handler.setLevel(logging.WARNING)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     first = chain[0]
     for node in chain:
@@ -297,7 +399,7 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: 
 
     units: list[_Unit] = []
     if first.is_source:
-        items = [{"index": f.index, "kind": f.kind, "path": f.path} for f in plan.files]
+        items = [{"index": f.index, "kind": f.kind, "path": f.path, "source": f.source} for f in plan.files]
         dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         # The reader asks no CPU of Ray: it is light (decompression, I/O) next to the stages it
         # feeds, so both cores extract while it reads; at most one reader per core runs at once.
@@ -485,5 +587,5 @@ def one_line(error: BaseException) -> str:
 
 
 def _write_manifest(config: RunConfig, manifest: Manifest) -> None:
-    write_manifest(config.output_dir, manifest, name=config.name,
-                   config_fingerprint=digest(config.model_dump(mode="json")))
+    write_manifest(config.output_dir, manifest, name=config.name,  # the config as config.yaml holds it
+                   config_fingerprint=digest(config.model_dump(mode="json", exclude={"output_dir"})))

@@ -7,6 +7,7 @@ documents; rows that cannot be documents travel beside them as removed rows with
 from __future__ import annotations
 
 import json
+import os
 
 from collections import Counter
 from dataclasses import dataclass
@@ -64,7 +65,8 @@ class InputConfig(BaseModel):
 class InputFile:
     index: int
     kind: str  # one of KINDS
-    path: str
+    path: str  # where it is read from: an absolute local path, or a URL
+    source: str = ""  # how its rows name it (the `source` column; see source_name); empty: `path`
 
 
 @dataclass
@@ -76,6 +78,8 @@ class Chunk:
 
 
 def list_input_files(inputs: InputConfig, seed: int, output_dir: str) -> list[InputFile]:
+    """The input files, in order, each with the name its rows carry (called in the driver, in the
+    directory the run was started from: a relative pattern's files are named from there)."""
     files = []
     if inputs.sample is not None:
         from crawl2model.pipeline.sample import write_sample_crawl
@@ -83,10 +87,42 @@ def list_input_files(inputs: InputConfig, seed: int, output_dir: str) -> list[In
         sample_dir = storage.join(output_dir, "sample")
         for path in write_sample_crawl(sample_dir, seed=seed, documents=inputs.sample.documents,
                                        files=inputs.sample.files):
-            files.append(("warc", str(path)))
+            files.append(("warc", str(path), source_name(str(path), sample_dir, output_dir)))
     for kind in KINDS:
-        files += [(kind, path) for path in expand_inputs(getattr(inputs, kind), inputs.storage_options)]
-    return [InputFile(i, kind, path) for i, (kind, path) in enumerate(files)]
+        named: dict[str, str] = {}
+        for pattern in getattr(inputs, kind):  # a file two patterns list is named by the first
+            for path in expand_inputs([pattern], inputs.storage_options):
+                named.setdefault(path, source_name(path, pattern, output_dir))
+        files += [(kind, path, named[path]) for path in sorted(named)]  # as expand_inputs orders them
+    return [InputFile(i, kind, path, source) for i, (kind, path, source) in enumerate(files)]
+
+
+def source_name(path: str, pattern: str, run_dir: str) -> str:
+    """How the rows of the input file at `path` (listed by `pattern`) name it in `source`.
+
+    Paths inside outputs are relative to the run or the input's own name, never absolute, so that
+    one config run into two output directories writes the same bytes, and a reader can still find
+    the file:
+    - a file inside the run directory (the generated sample): its path relative to the run,
+      `sample/sample-00000.warc.gz`;
+    - a URL (`s3://`, `https://`): the URL, which names the file the same from every machine;
+    - a local file listed by a relative pattern (`data/*.warc.gz`): its path relative to the
+      directory the run was started from, as the pattern spells it, `data/crawl-0.warc.gz`;
+    - a local file listed by an absolute pattern (`/mnt/cc/*/x-*.warc.gz`): its name, under the
+      folders that the pattern's wildcards matched, `seg1/x-00.warc.gz` (the pattern, in the
+      run's config.yaml, gives the folders before them).
+    Document ids hash the file's name alone (and the offset), whichever of these applies."""
+    inside = storage.relative(path, run_dir)
+    if inside != path:
+        return inside
+    if not storage.is_local(pattern):
+        return path
+    pattern = os.path.expanduser(pattern.removeprefix("file://"))
+    if not os.path.isabs(pattern):
+        return os.path.relpath(path)
+    wild = min((i for i in (pattern.find(c) for c in storage.GLOB_CHARS) if i >= 0), default=len(pattern))
+    fixed = os.path.dirname(pattern[:wild])  # the folders before the first wildcard (or the file's own)
+    return os.path.relpath(path, os.path.abspath(fixed or "/"))
 
 
 def source_columns(inputs: InputConfig) -> set[str]:
@@ -143,9 +179,10 @@ def read_chunks(file: InputFile, inputs: InputConfig, counts: Counter[str]) -> I
     fs, path = fsspec.core.url_to_fs(file.path, **inputs.storage_options)
     if fs.size(path) == 0:  # nothing to read is worth saying: a cut download, a failed copy
         raise warc.UnreadableFile("an empty file (0 bytes)")
-    if file.kind == "warc":
-        rows = warc.iter_warc_rows(file.path, open_binary, max_record_bytes=inputs.max_record_bytes, counts=counts,
-                                   max_file_bytes=inputs.max_file_bytes, max_file_seconds=inputs.max_file_seconds)
+    if file.kind == "warc":  # bytes come from file.path; the rows name the file by its source
+        rows = warc.iter_warc_rows(file.source or file.path, open_binary, max_record_bytes=inputs.max_record_bytes,
+                                   counts=counts, max_file_bytes=inputs.max_file_bytes,
+                                   max_file_seconds=inputs.max_file_seconds)
         yield from _chunk_rows(rows, inputs.docs_per_shard, warc.SCHEMA)
     elif file.kind == "jsonl":
         yield from _chunk_rows(_jsonl_rows(file, inputs, counts), inputs.docs_per_shard, None)
@@ -195,7 +232,7 @@ def _rows_table(rows: list[dict]) -> pa.Table:
 
 
 def _jsonl_rows(file: InputFile, inputs: InputConfig, counts: Counter[str]) -> Iterator[dict[str, Any]]:
-    name = PurePosixPath(file.path).name
+    name, source = PurePosixPath(file.path).name, file.source or file.path
     number = 0
     budget = Budget(max_seconds=inputs.max_file_seconds)  # a line is at most max_record_bytes: memory is bounded
     try:
@@ -207,17 +244,17 @@ def _jsonl_rows(file: InputFile, inputs: InputConfig, counts: Counter[str]) -> I
             if not isinstance(row, dict):
                 error = row if isinstance(row, ValueError) else "a line must hold a JSON object"
                 reason = "read:too_large" if isinstance(row, LineTooLong) else "read:bad_json"
-                yield {"id": warc.doc_id(key), "source": file.path, DROP_REASON: reason,
+                yield {"id": warc.doc_id(key), "source": source, DROP_REASON: reason,
                        DROP_DETAIL: f"line {number}: {error}"[:300]}
                 continue
-            yield _as_document(row, key, file.path, inputs)
+            yield _as_document(row, key, source, inputs)
     except FileLimit as limit:
-        yield {"id": warc.doc_id(f"{name}:after:{number}"), "source": file.path, DROP_REASON: limit.reason,
+        yield {"id": warc.doc_id(f"{name}:after:{number}"), "source": source, DROP_REASON: limit.reason,
                DROP_DETAIL: f"after line {number}: {limit}"}
     except (OSError, EOFError, ValueError) as error:  # a cut .gz, a broken stream: keep what came before it
         if number == 0:
             raise warc.UnreadableFile(f"not a readable JSON lines file: {type(error).__name__}: {error}"[:300]) from None
-        yield {"id": warc.doc_id(f"{name}:after:{number}"), "source": file.path, DROP_REASON: "read:malformed_file",
+        yield {"id": warc.doc_id(f"{name}:after:{number}"), "source": source, DROP_REASON: "read:malformed_file",
                DROP_DETAIL: f"after line {number}: {type(error).__name__}: {error}"[:300]}
 
 
@@ -235,7 +272,7 @@ def _as_document(row: dict[str, Any], key: str, source: str, inputs: InputConfig
 
 
 def _parquet_chunks(file: InputFile, inputs: InputConfig) -> Iterator[Chunk]:
-    name = PurePosixPath(file.path).name
+    name, source = PurePosixPath(file.path).name, file.source or file.path
     try:
         batches = _parquet_file(file.path, inputs).iter_batches(batch_size=inputs.docs_per_shard)
     except (OSError, pa.ArrowException) as error:  # not Parquet, or cut before its footer
@@ -245,7 +282,7 @@ def _parquet_chunks(file: InputFile, inputs: InputConfig) -> Iterator[Chunk]:
         try:
             batch = next(batches, None)
         except (OSError, pa.ArrowException) as error:  # a damaged row group: keep the batches before it
-            removed = pa.table({"id": [warc.doc_id(f"{name}:after:{start}")], "source": [file.path],
+            removed = pa.table({"id": [warc.doc_id(f"{name}:after:{start}")], "source": [source],
                                 DROP_REASON: ["read:malformed_file"], DROP_DETAIL: [f"after row {start}: {error}"[:300]]})
             yield Chunk(kept=pa.table({}), removed=removed)
             return
@@ -264,6 +301,6 @@ def _parquet_chunks(file: InputFile, inputs: InputConfig) -> Iterator[Chunk]:
         if inputs.id_column in table.column_names:
             table = table.drop_columns([inputs.id_column])
         table = table.append_column("id", given)
-        table = table.append_column("source", pa.array([file.path] * table.num_rows, pa.string()))
+        table = table.append_column("source", pa.array([source] * table.num_rows, pa.string()))
         start += table.num_rows
         yield Chunk(kept=table, removed=None)

@@ -53,7 +53,9 @@ def doc_id(key: str) -> str:
 def iter_warc_rows(path: str, open_binary: Callable[[], IO[bytes]], *, max_record_bytes: int,
                    counts: Counter[str], max_file_bytes: int | None = None,
                    max_file_seconds: float | None = None) -> Iterator[dict[str, Any]]:
-    """Rows of SCHEMA plus `drop_reason`/`drop_detail`; `counts` gets records by type.
+    """Rows of SCHEMA plus `drop_reason`/`drop_detail`; `counts` gets records by type. The bytes
+    come from `open_binary`; `path` only names the file: it is the rows' `source`, and its last
+    part (the file's name) goes into the ids of records without a WARC-Record-ID.
 
     A gzip file is read member by member first (warcio's way, which keeps compressed offsets); if
     that breaks, it is read again as one gzip stream, skipping the records already yielded. A file

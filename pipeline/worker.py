@@ -174,9 +174,10 @@ class SourceWorker:
         self.node = node
         self.report = report
 
-    def run_file(self, index: int, kind: str, path: str) -> Iterator[ShardOutput]:
+    def run_file(self, index: int, kind: str, path: str, source: str = "") -> Iterator[ShardOutput]:
         """Yield each shard's output as soon as it is written, so the next stage starts on it
-        while the file is still being read; the done record comes last."""
+        while the file is still being read; the done record comes last. `source` names the file
+        in the rows and records (sources.source_name), never an absolute path of this machine."""
         from crawl2model.pipeline.sources import InputFile, read_chunks
         from crawl2model.pipeline.warc import UnreadableFile
 
@@ -187,7 +188,7 @@ class SourceWorker:
             return
         started, counts, outputs, skipped = time.time(), Counter(), [], None
         try:
-            for number, chunk in enumerate(read_chunks(InputFile(index, kind, path), self.node.config, counts)):
+            for number, chunk in enumerate(read_chunks(InputFile(index, kind, path, source), self.node.config, counts)):
                 output = write_unit(self.node, f"{unit}-{number:05d}", chunk.kept, chunk.removed)
                 outputs.append(output)
                 yield output
@@ -197,7 +198,7 @@ class SourceWorker:
             skipped = str(error)
         bytes_out = sum(o.bytes_out for o in outputs)
         record = DoneRecord(
-            fingerprint=self.node.fingerprint, unit=unit, input=storage.relative(path, self.node.run_dir),
+            fingerprint=self.node.fingerprint, unit=unit, input=source or storage.relative(path, self.node.run_dir),
             outputs=outputs, docs_in=sum(o.docs_in for o in outputs), docs_out=sum(o.docs_out for o in outputs),
             removed_by_reason=records.merge_counts([o.removed_by_reason for o in outputs]),
             bytes_in=bytes_out, bytes_out=bytes_out, counters={f"records:{k}": v for k, v in counts.items()},
@@ -209,8 +210,8 @@ class SourceWorker:
     def __call__(self, batch: dict[str, list]) -> Iterator[dict[str, list]]:
         """Ray Data entry point: a row per input file in, a row per shard out, each as it is written."""
         with tag_stage(self.node.name, self.report):
-            for index, kind, path in zip(batch["index"], batch["kind"], batch["path"]):
-                for output in self.run_file(int(index), str(kind), str(path)):
+            for index, kind, path, source in zip(batch["index"], batch["kind"], batch["path"], batch["source"]):
+                for output in self.run_file(int(index), str(kind), str(path), str(source)):
                     yield {"unit": [output.unit], "path": [output.kept.path]}
 
 

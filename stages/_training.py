@@ -15,9 +15,14 @@ start checkpoint's own, unless `tokenizer:` names one.
 """
 from __future__ import annotations
 
+import json
+from typing import Callable
+
+import pyarrow as pa
+from pydantic import BaseModel, Field, model_validator
 
 from crawl2model.pipeline import storage
-from crawl2model.pipeline.global_stage import GlobalStage, Phase
+from crawl2model.pipeline.global_stage import GlobalStage, Phase, PhaseContext
 from crawl2model.pipeline.stage import Resources
 from crawl2model.train import checkpoint
 
@@ -57,3 +62,38 @@ def bind_start(config, upstream, kinds: tuple[type[TrainingStage], ...]):
         raise ValueError(f"nothing to start from: put one of {', '.join(c.type_name for c in kinds)} before this "
                          "stage, or set `start:` to a checkpoint folder")
     return config.model_copy(update={"start": found.cls.final_checkpoint(found.config, found.artifact_dir)})
+
+
+class DataOrSample(BaseModel):
+    """`sft` and `dpo` read their examples from `data` files, or, in the embedded demonstration,
+    from `sample` rows generated from the seed (pipeline/sample_data.py)."""
+
+    data: list[str] = []  # JSONL (or .jsonl.gz) files
+    sample: int | None = Field(None, ge=1)  # or this many generated demonstration rows instead
+
+    @model_validator(mode="after")
+    def _one_of_them(self):
+        if bool(self.data) == (self.sample is not None):
+            raise ValueError("give `data` (JSONL files) or `sample` (a number of generated rows), not both or neither")
+        return self
+
+
+def data_paths(config, ctx: PhaseContext, generate: Callable[[int, int], list[dict]]) -> list[str]:
+    """The stage's data files; generated rows are written into its artifact folder first, as
+    `sample-data.jsonl`, so that what the model was trained on can be read."""
+    if config.sample is None:
+        return list(config.data)
+    path = storage.join(ctx.artifact_dir, "sample-data.jsonl")
+    rows = generate(config.sample, config.seed or 0)
+    storage.write_bytes_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
+    return [path]
+
+
+SPEED = ("tokens_per_s", "mfu")  # wall-clock measures in a trainer's metrics
+
+
+def summary_table(summary: dict) -> pa.Table:
+    """A training phase's table: the last metrics line, but for its speed, a wall-clock measure
+    (metrics.jsonl keeps it) that would make the phase's bytes, and so stats.json, differ between
+    two runs of one config."""
+    return pa.table({key: [value] for key, value in summary.items() if value is not None and key not in SPEED})

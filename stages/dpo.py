@@ -10,13 +10,13 @@ from pydantic import Field
 
 from crawl2model.pipeline.global_stage import PhaseContext
 from crawl2model.pipeline.stage import StageConfig
-from crawl2model.stages._training import TrainingStage, bind_start
+from crawl2model.pipeline.sample_data import preference_pairs
+from crawl2model.stages._training import DataOrSample, TrainingStage, bind_start, data_paths
 from crawl2model.train import checkpoint
 from crawl2model.train.align import DPOConfig
 
 
-class DPOStageConfig(StageConfig, DPOConfig):
-    data: list[str] = Field(min_length=1)  # JSONL (or .jsonl.gz) files of preference pairs
+class DPOStageConfig(StageConfig, DPOConfig, DataOrSample):  # data: JSONL (or .jsonl.gz) files of preference pairs
     start: str | None = None  # a checkpoint folder; unset: the sft (else pretrain) stage's last one
     tokenizer: str | None = None  # unset: the start checkpoint's own
     cpus: int = Field(1, ge=1)
@@ -47,7 +47,8 @@ class DPO(TrainingStage):
         from crawl2model.train.align import DPOConfig, train_dpo
 
         torch.set_num_threads(self.config.cpus)
-        settings = DPOConfig.model_validate(self.config.model_dump(exclude={"data", "start", "tokenizer", "cpus"}))
+        settings = DPOConfig.model_validate(self.config.model_dump(exclude={"data", "sample", "start", "tokenizer", "cpus"}))
         tokenizer = checkpoint.tokenizer_file(self.config.start, self.config.tokenizer)
-        result = train_dpo(self.config.start, self.config.data, tokenizer, ctx.artifact_dir, settings, log=lambda _: None)
+        data = data_paths(self.config, ctx, preference_pairs)
+        result = train_dpo(self.config.start, data, tokenizer, ctx.artifact_dir, settings, log=lambda _: None)
         return pa.table({key.replace("/", "_"): [value] for key, value in result.items()})

@@ -16,7 +16,7 @@ from pydantic import Field
 from crawl2model.pipeline import storage
 from crawl2model.pipeline.global_stage import PhaseContext
 from crawl2model.pipeline.stage import Resources, StageConfig
-from crawl2model.stages._training import TrainingStage
+from crawl2model.stages._training import TrainingStage, summary_table
 from crawl2model.train.loop import TrainConfig, total_steps
 
 
@@ -66,7 +66,7 @@ class Pretrain(TrainingStage):
                                              resources_per_worker={"CPU": self.config.cpus}))
             trainer.fit()
             summary = read_summary(job["out"])
-        return pa.table({key: [value] for key, value in summary.items() if value is not None})
+        return summary_table(summary)
 
 
 def train_worker(job: dict) -> dict:

@@ -10,13 +10,13 @@ from pydantic import Field
 
 from crawl2model.pipeline.global_stage import PhaseContext
 from crawl2model.pipeline.stage import StageConfig
-from crawl2model.stages._training import TrainingStage, bind_start
+from crawl2model.pipeline.sample_data import conversations
+from crawl2model.stages._training import DataOrSample, TrainingStage, bind_start, data_paths, summary_table
 from crawl2model.train import checkpoint
 from crawl2model.train.loop import TrainConfig, total_steps
 
 
-class SFTConfig(StageConfig, TrainConfig):
-    data: list[str] = Field(min_length=1)  # JSONL files of conversations
+class SFTConfig(StageConfig, TrainConfig, DataOrSample):  # data: JSONL files of conversations
     start: str | None = None  # a checkpoint folder; unset: the pretrain stage's last one
     tokenizer: str | None = None  # unset: the start checkpoint's own
     val_fraction: float = Field(0.05, ge=0, lt=1)
@@ -52,8 +52,9 @@ class SFT(TrainingStage):
 
         torch.set_num_threads(self.config.cpus)
         settings = TrainConfig.model_validate(self.config.model_dump(
-            exclude={"data", "start", "tokenizer", "val_fraction", "cpus", "gpus"}))
+            exclude={"data", "sample", "start", "tokenizer", "val_fraction", "cpus", "gpus"}))
         tokenizer = checkpoint.tokenizer_file(self.config.start, self.config.tokenizer)
-        summary = train_sft(self.config.start, self.config.data, tokenizer, ctx.artifact_dir, settings,
+        data = data_paths(self.config, ctx, conversations)
+        summary = train_sft(self.config.start, data, tokenizer, ctx.artifact_dir, settings,
                             val_fraction=self.config.val_fraction, log=lambda _: None)
-        return pa.table({key: [value] for key, value in summary.items() if value is not None})
+        return summary_table(summary)

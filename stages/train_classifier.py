@@ -89,7 +89,9 @@ class TrainClassifier(GlobalStage):
             self.counters[f"label:{label}"] = count
         result = metadata["metrics"] or {}
         best = result.get("best_f1") or {}
-        return pa.table({"path": [path], "sha256": [metadata["sha256"]], "roc_auc": [result.get("roc_auc")],
+        # the model's path inside the artifact folder: an absolute one would differ from run dir to run dir
+        return pa.table({"path": [storage.relative(path, ctx.artifact_dir)], "sha256": [metadata["sha256"]],
+                         "roc_auc": [result.get("roc_auc")],
                          "best_f1": [best.get("f1")], "best_threshold": [best.get("threshold")]},
                         schema=pa.schema([("path", pa.string()), ("sha256", pa.string()), ("roc_auc", pa.float64()),
                                           ("best_f1", pa.float64()), ("best_threshold", pa.float64())]))

@@ -119,6 +119,23 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def demo_run(local_ray, tmp_path_factory):
+    """The README's main run, examples/crawl.yaml (every stage, crawl to DPO), once per session:
+    (its output directory, the manifest). Tests read it; none may write into it."""
+    import yaml
+
+    from crawl2model.catalog import load_config
+    from crawl2model.pipeline.runner import run
+
+    raw = yaml.safe_load((ROOT / "examples" / "crawl.yaml").read_text())
+    raw["output_dir"] = str(tmp_path_factory.mktemp("demo") / "run")
+    path = Path(raw["output_dir"]).parent / "crawl.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config, nodes = load_config(path)
+    return Path(raw["output_dir"]), run(config, nodes, show_progress=False)
+
+
 def kill_session(process: subprocess.Popen) -> None:
     """SIGKILL a process started with start_new_session=True and everything it started (Ray's
     raylet, GCS, workers), as a crash or an out-of-memory kill would."""

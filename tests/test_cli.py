@@ -73,6 +73,7 @@ def test_validate_and_a_rerun_that_is_all_cached(finished_run):
     assert "ok; stages: read, short" in cli.invoke(app, ["validate", str(config)]).output
     rerun = cli.invoke(app, ["run", str(config), "--no-progress"])
     assert rerun.exit_code == 0 and rerun.output.count("done (cached)") == 2
+    assert f"report: {config.parent / 'out' / 'report.html'}" in rerun.output.replace("\n", "")  # written each run
 
 
 @pytest.mark.ray

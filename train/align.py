@@ -69,7 +69,7 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
     pad = tokenizer.token_to_id(PAD) or 0
     cached = _reference_table(reference, train, pad, config.batch_size) if config.precompute_reference else None
     policy.train()
-    torch.manual_seed(config.seed)
+    checkpoint.seed_rngs(config.seed)  # torch's for dropout; all of them for the checkpoint's bytes
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate(config, s, config.steps) / config.lr)
     shuffle = random.Random(config.seed + 1)

@@ -40,6 +40,15 @@ def latest(root: str) -> str | None:
     return found[-1] if found else None
 
 
+def seed_rngs(seed: int) -> None:
+    """Seed every generator whose state a checkpoint keeps (rng_state). Torch's drives training;
+    Python's and NumPy's are seeded too, so that a checkpoint's bytes depend on the seed alone and
+    not on what ran before in the process (a Ray worker runs many tasks)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
              "python": list(random.getstate()[1])}

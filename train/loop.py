@@ -150,7 +150,7 @@ def run_distributed(config: TrainConfig, job) -> dict:
     """Call `job(dist, device)` with this process's rank and device (torchrun's, Ray Train's, or
     a single process's), and leave the process group as it was found."""
     dist = None
-    torch.manual_seed(config.seed)
+    checkpoint.seed_rngs(config.seed)
     try:
         device = pick_device(config, int(os.environ.get("LOCAL_RANK", "0")))
         dist = Distributed(device)

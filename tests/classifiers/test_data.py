@@ -65,7 +65,7 @@ def test_archives_are_read_through_chained_urls(tmp_path):
 
 def test_mistakes_are_named(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"text": "x", "label": "a b"}\nnot json\n')
-    with pytest.raises(ValidationError, match="either `files` or `input: true`"):
+    with pytest.raises(ValidationError, match="give one of `files`, `input: true`"):
         ExampleSource(label="x")
     with pytest.raises(ValidationError, match="carry no label"):
         ExampleSource(input=True)

@@ -206,5 +206,6 @@ def test_the_end_of_a_run_names_every_input_file_it_skipped(local_ray, tmp_path)
     result = CliRunner().invoke(app, ["run", str(config), "--no-progress"], terminal_width=300)
     assert result.exit_code == 0, result.output
     assert "2 input files skipped" in result.output
-    assert f"{tmp_path / 'empty.warc.gz'}: an empty file (0 bytes)" in result.output
-    assert f"{tmp_path / 'garbage.warc.gz'}: not a readable WARC/ARC file" in result.output
+    # named as the rows name them (sources.source_name): by the name under the pattern's folder
+    assert "empty.warc.gz: an empty file (0 bytes)" in result.output
+    assert "garbage.warc.gz: not a readable WARC/ARC file" in result.output

@@ -46,7 +46,23 @@ def test_the_example_config_is_valid():
     config, nodes = load_config(ROOT / "examples" / "crawl.yaml")
     assert config.name == "demo" and [s.name for s in nodes] == [
         "extract", "langid", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality", "exact_dedup",
-        "minhash_dedup", "bpe", "tokenize", "pretrain"]
+        "minhash_dedup", "quality_model", "quality", "toxicity_model", "toxicity", "bpe", "tokenize", "pretrain",
+        "sft", "dpo"]
+
+
+def test_the_common_crawl_example_is_valid_but_for_its_remote_files(warc_file, tmp_path):
+    """Its inputs are on S3 (not reachable here): local stand-ins check every other key."""
+    raw = yaml.safe_load((ROOT / "examples" / "commoncrawl.yaml").read_text())
+    assert raw["input"]["warc"][0].startswith("s3://commoncrawl/") and raw["output_dir"].startswith("s3://")
+    (tmp_path / "reference.jsonl").write_text(json.dumps({"text": "A paragraph of good prose."}) + "\n")
+    (tmp_path / "toxicity.csv").write_text("text,label\nyou fool,1\nthank you,0\n")
+    raw["input"].update(warc=[warc_file], storage_options={})
+    raw["output_dir"] = str(tmp_path / "out")
+    stages = {stage["name"]: stage for stage in raw["stages"]}
+    stages["quality_model"]["sources"][0]["files"] = [str(tmp_path / "reference.jsonl")]
+    stages["toxicity_model"]["sources"][0]["files"] = [str(tmp_path / "toxicity.csv")]
+    config, nodes = parse_config(raw, source="commoncrawl.yaml")
+    assert nodes[-1].name == "pretrain" and nodes[-1].config.workers == 8
 
 
 def test_unknown_top_level_key_suggests_the_right_one(warc_file):

@@ -54,41 +54,50 @@ def crawl(tmp_path_factory) -> list[str]:
     return [str(p) for p in write_sample_crawl(tmp_path_factory.mktemp("crawl"), seed=7, documents=120, files=3)]
 
 
-def test_example_runs_end_to_end_and_then_is_cached(local_ray, tmp_path):
+def test_example_runs_end_to_end_and_then_is_cached(demo_run, tmp_path):
+    """The README's main command: every stage from the sample crawl to a DPO checkpoint."""
+    run_dir, manifest = demo_run
     example = yaml.safe_load((ROOT / "examples" / "crawl.yaml").read_text())
-    example["output_dir"] = str(tmp_path / "demo")
-    path = write_config(tmp_path, example)
-    manifest = run_config(path)
+    assert all(entry.status == "done" for entry in manifest.stages.values())
+    assert list(manifest.stages) == ["read", *(stage["name"] for stage in example["stages"])]
 
     read, extract = manifest.stages["read"], manifest.stages["extract"]
-    assert read.status == extract.status == "done"
     assert read.docs_in == example["input"]["sample"]["documents"]
     assert extract.docs_in == read.docs_out
-    stats = json.loads((tmp_path / "demo/stages/extract/stats.json").read_text())
+    stats = json.loads((run_dir / "stages/extract/stats.json").read_text())
     assert stats["docs_in"] == stats["docs_out"] + sum(stats["removed_by_reason"].values())
     assert stats["removed_by_reason"]["extract:too_large"] == 1  # the sample's 1.5 MB page
-    read_stats = json.loads((tmp_path / "demo/stages/read/stats.json").read_text())
+    read_stats = json.loads((run_dir / "stages/read/stats.json").read_text())
     assert read_stats["removed_by_reason"]["read:not_html"] == 3  # png, json, css
     assert read_stats["counters"]["records:revisit"] == 1
 
-    kept_dir = tmp_path / "demo/stages/extract/kept"
+    kept_dir = run_dir / "stages/extract/kept"
     by_pandas = pd.read_parquet(kept_dir)
     by_polars = pl.read_parquet(str(kept_dir / "*.parquet"))
     by_duckdb = duckdb.sql(f"select count(distinct id) from '{kept_dir}/*.parquet'").fetchall()[0][0]
     assert len(by_pandas) == by_polars.height == by_duckdb == extract.docs_out
     assert "html" not in by_pandas.columns and by_pandas["text"].str.len().min() > 0
-    removed = pd.read_parquet(tmp_path / "demo/stages/extract/removed")
+    removed = pd.read_parquet(run_dir / "stages/extract/removed")
     assert set(removed["drop_reason"]) == set(stats["removed_by_reason"])
     # the sample plants 12 exact and 12 near duplicates (5% of 240 each); the filters keep them all
     exact, near = manifest.stages["exact_dedup"], manifest.stages["minhash_dedup"]
     assert exact.docs_in - exact.docs_out == 12 and near.docs_in - near.docs_out == 12
-    tokens = json.loads((tmp_path / "demo/stages/tokenize/artifact/index.json").read_text())
-    assert sum(tokens["splits"][s]["documents"] for s in ("train", "val")) == near.docs_out
 
-    before = mtimes(tmp_path / "demo")
-    again = run_config(path)
+    # classifiers trained in the run on generated labelled texts, then applied
+    for model, auc in (("quality_model", 0.6), ("toxicity_model", 0.95)):  # quality: prose against the crawl
+        metrics = json.loads((run_dir / f"stages/{model}/artifact/model.json").read_text())["metrics"]  # made of
+        assert metrics["roc_auc"] > auc, (model, metrics)  # the same sentences, so only somewhat apart
+    scored = pd.read_parquet(run_dir / "stages/quality/kept")
+    assert scored["quality_score"].between(0, 1).all()
+    tokens = json.loads((run_dir / "stages/tokenize/artifact/index.json").read_text())
+    assert sum(tokens["splits"][s]["documents"] for s in ("train", "val")) == manifest.stages["toxicity"].docs_out
+    for stage, steps in (("pretrain", 60), ("sft", 30), ("dpo", 30)):
+        assert (run_dir / f"stages/{stage}/artifact/step-{steps:06d}/state.pt").exists()
+
+    before = mtimes(run_dir)
+    again = run_config(run_dir.parent / "crawl.yaml")
     assert all(entry.cached for entry in again.stages.values())
-    assert mtimes(tmp_path / "demo") == before
+    assert mtimes(run_dir) == before
 
 
 def test_killed_run_resumes_to_the_same_shards(local_ray, killer, tmp_path, crawl):
@@ -192,7 +201,7 @@ def test_unreadable_input_is_skipped_or_fatal_when_strict(local_ray, tmp_path, c
            "stages": [{"name": "extract", "type": "extract"}]}
     manifest = run_config(write_config(tmp_path, raw))
     stats = json.loads((tmp_path / "out/stages/read/stats.json").read_text())
-    assert [s["path"] for s in stats["files_skipped"]] == [str(garbage)]
+    assert [s["path"] for s in stats["files_skipped"]] == [garbage.name]  # its absolute pattern's file: by name
     assert manifest.stages["extract"].docs_out > 0
 
     raw["input"]["strict"] = True
