@@ -20,6 +20,10 @@ from crawl2model.pipeline.summary import manifest_path
 
 FILES_SHOWN = 10  # differing files listed per stage in the text; the JSON has them all
 _COLUMNS = ("id", "url", "drop_reason", "drop_detail")  # all a stage's Parquet is read for
+# Artifact files that also hold wall-clock measurements (a trainer's tokens/s, training seconds):
+# their sizes differ between two identical runs, and what else they hold follows from the files
+# beside them (a checkpoint, a model), which are compared
+TIMED = ("metrics.jsonl", "info.json", "model.json")
 
 
 class NotARun(ValueError):
@@ -135,7 +139,7 @@ class _Run:
         shards as its own output: those are compared at the parent)."""
         entry, own = self.entry(stage), f"stages/{stage}/"
         every = [*entry.kept, *entry.removed, *entry.artifact] if entry else []
-        return {f.path: f for f in every if f.path.startswith(own)}
+        return {f.path: f for f in every if f.path.startswith(own) and f.path.rsplit("/", 1)[-1] not in TIMED}
 
     def configured(self, stage: str) -> dict:
         """The stage's options as written in the run's config.yaml (defaults not filled in)."""
