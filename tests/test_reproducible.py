@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from crawl2model.catalog import load_config
+from crawl2model.diff import compare
 from crawl2model.pipeline.runner import run
 from crawl2model.pipeline.sources import source_name
 
@@ -149,6 +150,7 @@ def test_one_config_in_two_directories_writes_the_same_bytes(demo_run, tmp_path)
     assert all(entry.status == "done" for entry in manifest.stages.values())
 
     assert differences(run_a, run_b) == []
+    assert [s.stage for s in compare(str(run_a), str(run_b)).stages if not s.identical] == []  # pipeline diff agrees
     for run_dir in (run_a, run_b):
         assert absolute_paths(run_dir, str(run_dir)) == [], run_dir
     # what the rule serves: the reader names the generated sample by its path inside the run
