@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,8 +32,9 @@ from crawl2model.pipeline.progress import Progress
 from crawl2model.pipeline.records import DoneRecord, FileInfo, Manifest, ManifestEntry, ShardOutput, StageStats
 from crawl2model.pipeline.summary import finish, manifest_path, write_manifest
 from crawl2model.pipeline.sources import InputFile, list_input_files
-from crawl2model.pipeline.worker import (STAGE_ATTRIBUTE, StageWorker, run_phase_task, run_source_task, run_stage_task,
-                                         tag_stage)
+from crawl2model.pipeline.failures import failed_stage, one_line
+from crawl2model.pipeline.ray_log import ray_messages_to
+from crawl2model.pipeline.worker import STAGE_ATTRIBUTE, StageWorker, run_phase_task, run_source_task, run_stage_task, tag_stage
 
 log = logging.getLogger(__name__)
 
@@ -207,99 +208,6 @@ def connect(config: RunConfig, address: str | None, code_paths: list[str] = ()) 
     return True
 
 
-RAY_LOG = "logs/ray.log"  # under the run directory: what Ray itself said during the run
-
-
-@contextmanager
-def ray_messages_to(run_dir: str) -> Iterator[None]:
-    """While a run goes, what Ray says about itself goes to `<run_dir>/logs/ray.log` (appended to),
-    and the console shows the run's progress and results only:
-    - the console handlers of Ray's Python loggers (`ray`, `ray.data`, ...) give way to the file:
-      the token-authentication notice of ray.init, Ray Data's "progress bars disabled" and its
-      dataset logs;
-    - file descriptor 2 points at the file too, for the driver's C++ core worker, which writes
-      its errors there and nowhere else (e.g. that an actor's constructor arguments are in the
-      object store, which Ray Data's actor pools always do); Python's own stderr (tracebacks,
-      the progress table, warnings) keeps the console through a copy of the descriptor.
-    The log is written to a local temporary file and added to the run's when the run ends: during
-    the run it never competes with the outputs for the disk (a full one must leave room to record
-    the failure), and a run directory on an object store gets it the same way."""
-    import ray.data  # noqa: F401 - Ray Data gives its logger a console handler on import: before we swap
-
-    descriptor, path = tempfile.mkstemp(prefix="crawl2model-ray-", suffix=".log")
-    stream = open(descriptor, "a", encoding="utf-8")
-    handler = _LogFile(stream)
-    # Ray's own format (ray.init sets it on the `ray` logger's handlers anyway)
-    handler.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"))
-    handler.setLevel(logging.INFO)
-    swapped = []  # (logger, its console handlers, whether it got ours)
-    for name in ["ray", *(n for n in list(logging.root.manager.loggerDict) if n.startswith("ray."))]:
-        logger = logging.getLogger(name)
-        console = [h for h in logger.handlers if isinstance(h, logging.StreamHandler)
-                   and not isinstance(h, logging.FileHandler)]  # ray.data's session file handler stays
-        for old in console:
-            logger.removeHandler(old)
-        # a logger that passes its records up reaches "ray"'s handler: ours once is enough
-        add = name == "ray" or (bool(console) and not logger.propagate)
-        if add:
-            logger.addHandler(handler)
-        swapped.append((logger, console, add))
-    python_stderr, saved, terminal = sys.stderr, None, None
-    try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 at all: nothing of Ray's can reach a console
-        pass
-    ours = saved is not None and _writes_to_fd2(python_stderr)
-    if saved is not None:
-        if ours:
-            python_stderr.flush()
-            terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding,
-                                 errors=python_stderr.errors)
-            sys.stderr = terminal
-        os.dup2(stream.fileno(), 2)
-    try:
-        yield
-    finally:
-        for logger, console, add in swapped:
-            if add:
-                logger.removeHandler(handler)
-            for old in console:
-                logger.addHandler(old)
-        with suppress(OSError):  # a full disk: the run's own error is the one to report
-            stream.flush()
-        if saved is not None:
-            os.dup2(saved, 2)
-            os.close(saved)
-            if terminal is not None:
-                sys.stderr = python_stderr
-                terminal.close()
-        with suppress(OSError):
-            stream.close()
-        target = storage.join(run_dir, RAY_LOG)
-        try:  # appended to the log of the run's earlier invocations
-            storage.write_bytes_atomic(target, (storage.read_bytes(target) or b"") + Path(path).read_bytes())
-        except OSError as error:
-            log.warning("Ray's log of this run is lost (%s)", error)
-        finally:
-            os.remove(path)
-
-
-class _LogFile(logging.StreamHandler):
-    """Ray's messages into the run's log file. A message that cannot be written there (the disk
-    is full) is dropped: logging's own report of it would bury the run's error on the console."""
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        pass
-
-
-def _writes_to_fd2(stream) -> bool:
-    """Whether a Python stream writes to file descriptor 2 (the real stderr, not a test's capture)."""
-    try:
-        return stream is not None and stream.fileno() == 2
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: a StringIO, pytest's capsys
-        return False
-
-
 @contextmanager
 def _in_an_empty_directory() -> Iterator[None]:
     """Ray puts the directory it is started from first on every worker's sys.path, and makes it
@@ -320,7 +228,6 @@ def user_code_paths(nodes: list[StageNode]) -> list[str]:
     """The folders a user's stage modules (`mymodule:MyStage`, not installed) were imported from.
     Workers get these on their path, not the whole current directory: a file there named as a
     library (trafilatura.py) must not shadow it."""
-    import sys
 
     found = set()
     for node in nodes:
@@ -548,42 +455,6 @@ def _record_failure(config: RunConfig, manifest: Manifest, error: BaseException)
         _write_manifest(config, manifest)
     except Exception as problem:  # noqa: BLE001 - the run's own error is the one to raise
         log.warning("could not record the failure in %s: %s", manifest_path(config.output_dir), one_line(problem))
-
-
-def _causes(error: BaseException):
-    """The error, then what it wraps: each `raise ... from`, and a Ray task error's cause."""
-    seen, pending = set(), [error]
-    while pending:
-        error = pending.pop(0)
-        if error is None or id(error) in seen:
-            continue
-        seen.add(id(error))
-        yield error
-        inner = vars(error).get("cause")  # a Ray task error's: the error its task raised
-        pending += [error.__cause__, inner if isinstance(inner, BaseException) else None]
-
-
-def failed_stage(error: BaseException) -> str | None:
-    """The stage whose worker raised `error` (workers tag their errors), or None when not known."""
-    return next((vars(e)[STAGE_ATTRIBUTE] for e in _causes(error) if STAGE_ATTRIBUTE in vars(e)), None)
-
-
-def os_error(error: BaseException) -> OSError | None:
-    """The OSError a run failed on (a full disk, a missing file), out of Ray's wrappers, or None."""
-    return next((e for e in _causes(error) if isinstance(e, OSError) and e.errno is not None), None)
-
-
-def one_line(error: BaseException) -> str:
-    """The error in one line: an OSError's own words (which name its file: see
-    storage.write_bytes_atomic), else the type and last line of the first error that is not
-    one of Ray's wrappers (theirs print whole tracebacks)."""
-    found = os_error(error)
-    if found is not None:
-        return f"{found.strerror}: {found.filename}" if found.filename else str(found.strerror or found)
-    chain = list(_causes(error))
-    cause = next((e for e in chain if not type(e).__module__.startswith("ray.")), chain[-1])
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return f"{type(cause).__name__}: {lines[-1]}" if lines else type(cause).__name__
 
 
 def _write_manifest(config: RunConfig, manifest: Manifest) -> None:

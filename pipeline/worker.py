@@ -119,7 +119,8 @@ class StageWorker:
         self.node = node
         self.context = context
         self.report = report
-        self.stage = node.build().ready()  # an actor loads its model before the first shard comes
+        with tag_stage(node.name, report):  # a model that fails to load fails this stage
+            self.stage = node.build().ready()  # an actor loads its model before the first shard comes
 
     def run_unit(self, unit: str, input_path: str) -> DoneRecord:
         done = self.node.finished(unit)
@@ -159,8 +160,7 @@ class StageWorker:
 def run_stage_task(batch: dict[str, list], node: StageNode, context: PhaseContext | None = None,
                    report: Report | None = None) -> dict[str, list]:
     """Task-pool entry point for stages without setup: a fresh worker per call is cheap."""
-    with tag_stage(node.name, report):
-        return StageWorker(node, context, report)(batch)
+    return StageWorker(node, context, report)(batch)
 
 
 class SourceWorker:
