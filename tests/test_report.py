@@ -21,7 +21,7 @@ from crawl2model.pipeline import records, storage
 from crawl2model.pipeline.records import Manifest, ManifestEntry, StageStats
 from crawl2model.pipeline.summary import manifest_path
 from crawl2model.report.run import Run
-from crawl2model.report.write import render, write_report
+from crawl2model.report.write import is_current, render, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ["funnel", "removals", "languages", "lengths", "dedup", "classifiers", "tokenizer", "training", "examples"]
@@ -131,6 +131,23 @@ def test_the_same_run_gives_the_same_bytes(small_run, tmp_path):
     assert first == f"{small_run}/report.html"
     again = write_report(str(small_run), str(tmp_path / "again.html"))
     assert Path(first).read_bytes() == Path(again).read_bytes()
+
+
+def test_a_report_is_current_until_what_it_draws_changes(small_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(small_run, run)
+    assert not is_current(str(run))  # no report yet
+    write_report(str(run))
+    assert is_current(str(run))
+    manifest = records.read(manifest_path(str(run)), Manifest)
+    manifest.updated, next(iter(manifest.stages.values())).cached = "later", True  # a cached rerun: the clock only
+    records.write(manifest_path(str(run)), manifest)
+    assert is_current(str(run))
+    next(iter(manifest.stages.values())).docs_out = 1  # what the page draws
+    records.write(manifest_path(str(run)), manifest)
+    assert not is_current(str(run))
 
 
 def test_a_run_on_an_object_store_gives_the_same_report(small_run):

@@ -72,13 +72,16 @@ def _brief(value) -> str:
     return text if len(text) <= 60 else text[:60] + "…"
 
 
-def page(title: str, subtitle: str, sections: list[Section]) -> str:
+def page(title: str, subtitle: str, sections: list[Section], key: str = "") -> str:
+    """The whole page; `key` (see write.report_key) goes in a meta tag, so a rerun can tell
+    whether the page on disk is still this run's."""
     contents = "".join(f'<li><a href="#{s.id}">{esc(s.title)}</a>{"" if s.body else " <i>(not in this run)</i>"}</li>'
                        for s in sections)
     parts = [f'<section id="{s.id}"><h2>{esc(s.title)}</h2>'
              f'{s.body if s.body else f"<p class=absent>{esc(s.absent)}</p>"}</section>' for s in sections]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="crawl2model-report" content="{esc(key)}">'
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body><main>"
             f"<header><h1>{esc(title)}</h1><p>{subtitle}</p></header>"
             f'<nav id="contents"><h2>Contents</h2><ol>{contents}</ol></nav>'
