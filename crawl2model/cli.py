@@ -30,7 +30,9 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
         progress: bool = typer.Option(True, help="show live progress"),
         verify: bool = typer.Option(True, help="check the sha256 of a cached stage's files (sizes always)")) -> None:
     """Run (or resume) a pipeline. Finished stages whose config and inputs did not change are skipped."""
-    from crawl2model.pipeline.runner import PlanError, failed_stage, one_line, os_error, run as run_pipeline
+    from crawl2model.pipeline.failures import failed_stage, one_line, os_error
+    from crawl2model.pipeline.runner import PlanError, run as run_pipeline
+    from crawl2model.report.write import REPORT, is_current
 
     from crawl2model.pipeline.lock import LockedError
 
@@ -47,7 +49,10 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
         _fail((f"stage '{stage}' failed: " if stage else "") + one_line(error))
     _print_status(run_config.output_dir, manifest)
     _print_skipped(run_config.output_dir)
-    _write_report_after_run(run_config.output_dir)
+    if any(not entry.cached for entry in manifest.stages.values()) or not is_current(run_config.output_dir):
+        _write_report_after_run(run_config.output_dir)
+    else:
+        console.print(f"report: {storage.join(run_config.output_dir, REPORT)} (unchanged)", highlight=False, markup=False)
 
 
 @app.command()
@@ -103,7 +108,8 @@ def diff_runs(run_a: str = typer.Argument(..., help="a finished run's output_dir
               n: int = typer.Option(5, "-n", help="documents shown each way for a stage whose kept set changed")) -> None:
     """Compare two runs stage by stage: fingerprints and why they differ, document counts, output
     files, and the documents one run kept and the other removed. Exits 0 when identical, 1 when not."""
-    from crawl2model.diff import NotARun, compare, render
+    from crawl2model.diff.compare import NotARun, compare
+    from crawl2model.diff.text import render
 
     try:
         result = compare(run_a, run_b, examples=n)

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from crawl2model.catalog import load_config
 from crawl2model.cli import app
-from crawl2model.diff import Change, compare, render
+from crawl2model.diff.compare import Change, compare
+from crawl2model.diff.text import render
 from crawl2model.pipeline.plan import digest
 from crawl2model.pipeline.runner import run
 from crawl2model.pipeline.sample import write_sample_crawl
@@ -124,7 +125,7 @@ def test_a_folder_that_is_not_a_run_exits_2(tmp_path):
 
 
 def test_render_says_which_stage_is_only_in_one_run():
-    from crawl2model.diff import RunDiff, StageDiff
+    from crawl2model.diff.compare import RunDiff, StageDiff
 
     diff = RunDiff(run_a="x", run_b="y", stages=[StageDiff(stage="dedup", status_b="done", fingerprint_b="f")])
     assert not diff.identical and "dedup  only in B" in render(diff)

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"pipeline": "crawl2model.pipeline", "model": "crawl2model.model", "classifiers": "crawl2model.classifiers",
            "train": "crawl2model.train", "stages": "crawl2model.stages", "crawl2model": "crawl2model",
-           "crawl2model/report": "crawl2model.report"}
+           "crawl2model/report": "crawl2model.report", "crawl2model/diff": "crawl2model.diff"}
 LAYERS = {"crawl2model.pipeline": 1, "crawl2model.model": 2, "crawl2model.classifiers": 3, "crawl2model.train": 3,
           "crawl2model.stages": 4, "crawl2model.catalog": 5, "crawl2model.cli": 5,
           "crawl2model.diff": 5, "crawl2model.report": 5}

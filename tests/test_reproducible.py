@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from crawl2model.catalog import load_config
-from crawl2model.diff import compare
+from crawl2model.diff.compare import compare
 from crawl2model.pipeline.runner import run
 from crawl2model.pipeline.sources import source_name
 
