@@ -6,6 +6,7 @@ stage options, `after:` references, missing input files, columns a stage needs b
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Callable
 from crawl2model.pipeline.plan import SOURCE, StageNode, upstream
 from crawl2model.pipeline.sources import InputConfig, parquet_text_problem, source_columns
 from crawl2model.pipeline.stage import Stage
-from crawl2model.pipeline.storage import expand_inputs
+from crawl2model.pipeline.storage import exists, expand_inputs
 
 
 
@@ -96,23 +97,64 @@ def load_config(path: str | Path, resolve: Callable[[str], type[Stage]]) -> tupl
 
 
 def parse_config(raw: Any, source: str, resolve: Callable[[str], type[Stage]]) -> tuple[RunConfig, list[StageNode]]:
+    """Check everything in one pass and report every problem at once: the top-level keys, each
+    stage's entry and options, the DAG, what each stage takes from those before it, the input
+    files, the files stages read (models, word lists, data), and the columns stages need. A check
+    that depends on a part with a problem is skipped, so one mistake is reported once."""
     if not isinstance(raw, dict):
         raise ConfigError(source, ["the top level must be a mapping of keys (name, output_dir, input, stages, ...)"])
-    try:
-        config = RunConfig.model_validate(raw)
-    except ValidationError as error:
-        raise ConfigError(source, describe_errors(error, RunConfig)) from None
     problems: list[str] = []
-    nodes = _resolve_stages(config, problems, resolve)
-    _check_dag(config, nodes, problems)
-    if not problems:
-        nodes = _bind(config, nodes, problems)
-    problems += _check_inputs(config)
-    if not problems:
+    config = _top_level(raw, problems)
+    input_problems = _check_inputs(config) if config is not None else []
+    problems += input_problems
+    entries = _stage_entries(raw.get("stages"), problems)
+    base = config or _stand_in(raw)
+    base = base.model_copy(update={"stages": [e for e in entries if e is not None]})
+    nodes = _resolve_stages(base, entries, problems, resolve)
+    _check_dag(entries, nodes, problems)
+    bound = {node.name: node for node in _bind(base, nodes, problems)}
+    _check_data_files([bound.get(node.name, node) for node in nodes], problems)  # an unbound one: its own options
+    nodes = list(bound.values())
+    if config is not None and not input_problems:
         _check_columns(config, nodes, problems)
     if problems:
         raise ConfigError(source, problems)
-    return config, nodes
+    return base, nodes
+
+
+def _top_level(raw: dict, problems: list[str]) -> RunConfig | None:
+    """Every key but `stages`, validated; None (its problems added) when any is wrong."""
+    try:
+        return RunConfig.model_validate({**raw, "stages": []})
+    except ValidationError as error:
+        problems += describe_errors(error, RunConfig)
+        return None
+
+
+def _stage_entries(raw: Any, problems: list[str]) -> list[StageEntry | None]:
+    """Each item of `stages:` as an entry, or None where it has a problem (added), by position."""
+    if raw is None or raw == []:
+        problems.append("stages: no stages; list at least one (`pipeline stages` shows the types and their options)")
+        return []
+    if not isinstance(raw, list):
+        problems.append(f"stages: must be a list of stages, each with a name and a type (got {type(raw).__name__})")
+        return []
+    entries: list[StageEntry | None] = []
+    for i, item in enumerate(raw):
+        try:
+            entries.append(StageEntry.model_validate(item))
+        except ValidationError as error:
+            problems += [f"stages[{i}]{_under(p)}" for p in describe_errors(error, StageEntry)]
+            entries.append(None)
+    return entries
+
+
+def _stand_in(raw: dict) -> RunConfig:
+    """A run config to check the stages against when the top level has problems (they are
+    reported already): the run's seed where it is an integer, else 0."""
+    seed = raw.get("seed")
+    return RunConfig.model_construct(name="", output_dir=os.path.abspath("."), seed=seed if isinstance(seed, int) else 0,
+                                     ray=RayConfig(), input=InputConfig(), stages=[])
 
 
 def source_node(config: RunConfig) -> StageNode:
@@ -120,9 +162,14 @@ def source_node(config: RunConfig) -> StageNode:
     return StageNode(SOURCE, None, config.input, run_dir=config.output_dir)
 
 
-def _resolve_stages(config: RunConfig, problems: list[str], resolve) -> list[StageNode]:
+def _resolve_stages(config: RunConfig, entries: list[StageEntry | None], problems: list[str],
+                    resolve) -> list[StageNode]:
+    """A node per stage whose type is known and whose options are valid."""
     nodes, previous = [], SOURCE
-    for i, entry in enumerate(config.stages):
+    for i, entry in enumerate(entries):
+        if entry is None:  # a stage with a problem: the next one's default `after` names it by position
+            previous = _placeholder(i)
+            continue
         where, after = f"stages[{i}]", tuple(entry.after if entry.after is not None else [previous])
         previous = entry.name
         try:
@@ -136,15 +183,20 @@ def _resolve_stages(config: RunConfig, problems: list[str], resolve) -> list[Sta
         try:
             options = cls.Config.model_validate(raw)
         except ValidationError as error:
-            problems += [f"{where}.{p}" for p in describe_errors(error, cls.Config)]
+            problems += [f"{where}{_under(p)}" for p in describe_errors(error, cls.Config)]
             continue
         nodes.append(StageNode(entry.name, cls, options, after, index=i, run_dir=config.output_dir))
     return nodes
 
 
-def _check_dag(config: RunConfig, nodes: list[StageNode], problems: list[str]) -> None:
+def _placeholder(index: int) -> str:
+    """The name of a stage entry with a problem: never a valid name (StageEntry.name), so never bound."""
+    return f"stages[{index}]"
+
+
+def _check_dag(entries: list[StageEntry | None], nodes: list[StageNode], problems: list[str]) -> None:
     for spec in nodes:
-        before = {SOURCE, *(entry.name for entry in config.stages[:spec.index])}
+        before = {SOURCE, *(entry.name if entry else _placeholder(k) for k, entry in enumerate(entries[:spec.index]))}
         if spec.name in before:
             problems.append(f"stages[{spec.index}].name: '{spec.name}' is used twice (or is the reserved name '{SOURCE}')")
         for parent in spec.after:
@@ -155,15 +207,47 @@ def _check_dag(config: RunConfig, nodes: list[StageNode], problems: list[str]) -
 
 
 def _bind(config: RunConfig, nodes: list[StageNode], problems: list[str]) -> list[StageNode]:
-    """Let each stage fill in what it takes from the stages it reads from (Stage.bind)."""
-    bound = [source_node(config)]
+    """Let each stage fill in what it takes from the stages it reads from (Stage.bind). A stage
+    whose ancestors are not all well is left out: what it would take is unknown."""
+    bound = {SOURCE: source_node(config)}
     for node in nodes:
+        if not all(parent in bound for parent in node.after) or node.name in bound:
+            continue
         try:
-            node = replace(node, config=node.cls.bind(node.config, upstream(bound, node)))
+            node = replace(node, config=node.cls.bind(node.config, upstream(list(bound.values()), node)))
         except ValueError as error:
             problems.append(f"stages[{node.index}] ({node.name}): {error}")
-        bound.append(node)
-    return bound[1:]
+            continue
+        bound[node.name] = node
+    return [node for name, node in bound.items() if name != SOURCE]
+
+
+def _check_data_files(nodes: list[StageNode], problems: list[str]) -> None:
+    """The files each stage reads from outside the run (models, tokenizers, data, word lists) exist."""
+    for node in nodes:
+        try:
+            paths = node.cls.data_files(node.config)
+        except Exception as error:  # noqa: BLE001 - e.g. the default model's package is missing
+            problems.append(f"stages[{node.index}] ({node.name}): {error}")
+            continue
+        for path in paths:
+            try:
+                found = exists(path)
+            except Exception as error:  # noqa: BLE001 - a bad URL scheme, missing credentials
+                problems.append(f"stages[{node.index}].{_key_holding(node.config, path)}: cannot reach '{path}': {error}")
+                continue
+            if not found:
+                where = "" if "://" in path or os.path.isabs(path) else f" (relative paths start at the current directory, {os.getcwd()})"
+                problems.append(f"stages[{node.index}].{_key_holding(node.config, path)}: no file '{path}'{where}")
+
+
+def _key_holding(config: BaseModel, path: str) -> str:
+    """The option of `config` whose value names `path` (as it is, in a list, or inside), for the message."""
+    for key, value in config:
+        if path == value or path in json.dumps(value if not isinstance(value, BaseModel) else value.model_dump(),
+                                                default=str):
+            return key
+    return "(file)"
 
 
 def _check_inputs(config: RunConfig) -> list[str]:
@@ -210,9 +294,16 @@ def describe_errors(error: ValidationError, model: type[BaseModel]) -> list[str]
             lines.append(f"{path}: unknown key; {hint}known keys: {', '.join(known)}")
         elif item["type"] == "missing":
             lines.append(f"{path}: required key is missing")
+        elif item["type"] == "value_error":  # our own validators' messages say what was wrong
+            lines.append(f"{path}: {item['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{path}: {item['msg']} (got {item.get('input')!r})")
     return lines
+
+
+def _under(problem: str) -> str:
+    """A problem of a nested model's, placed under its key: `.favor: ...`, or `: ...` for the whole."""
+    return problem.removeprefix("(top level)") if problem.startswith("(top level)") else f".{problem}"
 
 
 def _key_path(loc: tuple) -> str:

@@ -18,7 +18,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crawl2model.pipeline import warc
 from crawl2model.pipeline.compressed import Budget, FileLimit
@@ -38,6 +38,18 @@ class SampleInput(BaseModel):
 
     documents: int = Field(default=240, ge=1)
     files: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _room_for_the_special_pages(self) -> SampleInput:
+        """What the generator (pipeline/sample.py) needs, checked before a run starts it."""
+        from crawl2model.pipeline.sample import MIN_DOCUMENTS
+
+        if self.documents < MIN_DOCUMENTS:
+            raise ValueError(f"documents: at least {MIN_DOCUMENTS} (the sample's junk, duplicate and "
+                             f"odd-encoding pages need room), got {self.documents}")
+        if self.files > self.documents:
+            raise ValueError(f"files: at most one per document ({self.documents}), got {self.files}")
+        return self
 
 
 class InputConfig(BaseModel):

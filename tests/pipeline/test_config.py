@@ -149,12 +149,60 @@ def test_invalid_yaml_gives_line_number(tmp_path):
 
 
 def test_all_problems_are_reported_together(warc_file):
-    raw = base(warc_file, seed="x", stages=[{"name": "a", "type": "nope"}, {"name": "b", "type": "extract", "after": "zz"}])
+    raw = base(warc_file, seed="x", bogus=1, stages=[{"name": "a", "type": "nope"},
+                                                     {"name": "b", "type": "extract", "after": "zz"},
+                                                     {"type": "extract"},  # no name
+                                                     {"name": "d", "type": "gopher_quality", "min_doc_words": "many"}])
+    found = problems(raw)  # the top level's, every entry's, the options' and the DAG's: one pass
+    assert [p.split(":")[0] for p in found] == ["seed", "bogus", "stages[2].name", "stages[0].type",
+                                                "stages[3].min_doc_words", "stages[1].after"], found
+
+
+def test_a_stage_after_one_with_a_problem_is_still_checked(warc_file, tmp_path):
+    raw = base(warc_file, stages=[{"name": "e", "type": "extract", "favor": "speed"},
+                                  {"name": "t", "type": "tokenize", "tokenizer": str(tmp_path / "none.json")}])
     found = problems(raw)
-    assert found[0].startswith("seed:") and len(found) == 1  # schema errors stop before stage checks
-    raw["seed"] = 1
-    found = problems(raw)
-    assert [p.split(":")[0] for p in found] == ["stages[0].type", "stages[1].after"]
+    assert found[0].startswith("stages[0].favor:")
+    assert found[1] == f"stages[1].tokenizer: no file '{tmp_path / 'none.json'}'"  # its own option, not what it binds
+
+
+@pytest.mark.parametrize("stages", [[], None])
+def test_a_run_without_stages_is_refused(warc_file, stages):
+    raw = base(warc_file, stages=stages)
+    if stages is None:
+        del raw["stages"]
+    assert only(raw).startswith("stages: no stages; list at least one")
+
+
+def test_a_sample_smaller_than_the_generator_needs_is_refused(warc_file):
+    from crawl2model.pipeline.sample import MIN_DOCUMENTS
+
+    raw = base(warc_file, input={"sample": {"documents": MIN_DOCUMENTS - 1}})
+    assert only(raw) == (f"input.sample: documents: at least {MIN_DOCUMENTS} (the sample's junk, duplicate and "
+                         f"odd-encoding pages need room), got {MIN_DOCUMENTS - 1}")
+    raw["input"]["sample"] = {"documents": MIN_DOCUMENTS, "files": MIN_DOCUMENTS + 1}
+    assert only(raw).startswith("input.sample: files: at most one per document")
+
+
+@pytest.mark.parametrize("stage, key", [
+    ({"type": "tokenize", "tokenizer": "{missing}"}, "tokenizer"),
+    ({"type": "sft", "data": ["{missing}"], "steps": 2}, "data"),
+    ({"type": "dpo", "data": ["{missing}"], "steps": 2}, "data"),
+    ({"type": "train_classifier", "positive": "hq",
+      "sources": [{"files": ["{missing}"], "label": "hq"}, {"sample": "toxic", "label": "lq"}]}, "sources"),
+    ({"type": "langid", "model": "{missing}"}, "model"),
+    ({"type": "quality_classifier", "model": "{missing}"}, "model"),
+    ({"type": "badwords", "lists_dir": "{missing}"}, "lists_dir"),
+    ({"type": "pretrain", "tokens_dir": "{missing}", "steps": 2}, "tokens_dir"),
+    ({"type": "sft", "start": "{missing}", "sample": 10, "steps": 2}, "start"),
+])
+def test_a_missing_file_named_by_a_stage_is_reported_before_any_work(warc_file, tmp_path, stage, key):
+    missing = str(tmp_path / "absent" / "file")
+    options = {k: (v.replace("{missing}", missing) if isinstance(v, str) else v) for k, v in stage.items()}
+    options = yaml.safe_load(yaml.safe_dump(options).replace("'{missing}'", repr(missing)))
+    found = [p for p in problems(base(warc_file, stages=[{"name": "extract", "type": "extract"}, {"name": "s", **options}]))
+             if missing in p]  # sft and dpo also say they have nothing to start from
+    assert len(found) == 1 and found[0].startswith("stages[1]") and key in found[0].split(missing)[0], found
 
 
 def test_cli_reports_config_errors_before_starting_ray(tmp_path, warc_file):
@@ -176,3 +224,12 @@ def test_a_stage_name_is_a_plain_folder_name_inside_the_run(warc_file):
     found = problems(base(warc_file, stages=[{"name": n, "type": "extract", "after": "read"} for n in names]))
     assert [p.split(":")[0] for p in found] == [f"stages[{i}].name" for i in range(6)]
     assert "cannot name a stage" in found[0] and "should match pattern" in found[2]
+
+
+def test_pretrain_takes_a_token_budget_and_names_the_folder_option(warc_file):
+    stages = [{"name": "extract", "type": "extract"}, {"name": "tokenize", "type": "tokenize", "tokenizer": warc_file},
+              {"name": "pretrain", "type": "pretrain", "tokens": 20000}]
+    config, nodes = parse_config(base(warc_file, stages=stages), source="crawl.yaml")
+    assert nodes[-1].config.tokens == 20000 and nodes[-1].config.tokens_dir.endswith("stages/tokenize/artifact")
+    stages[-1]["tokens"] = "runs/old/stages/tokenize/artifact"
+    assert "a folder of token shards is `tokens_dir`" in only(base(warc_file, stages=stages))
