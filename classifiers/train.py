@@ -142,7 +142,7 @@ def train(examples: pa.Table, settings: FastTextSettings, model_path: str, extra
         "data": {"sha256": hashlib.sha256("".join(lines).encode()).hexdigest(), "examples": counts,
                  "train": len(train_lines), "validation": len(held), "skipped_empty": examples.num_rows - len(lines)},
         "metrics": metrics.report(truth, scores) if held else None,
-        "fasttext": _version("fasttext"), "train_seconds": round(time.time() - started, 3), **(extra or {}),
+        "fasttext": _version("fasttext-modern"), "train_seconds": round(time.time() - started, 3), **(extra or {}),
     }
     storage.write_json(metadata_path(model_path), metadata, sort_keys=False)
     return metadata
