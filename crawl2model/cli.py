@@ -28,13 +28,13 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
         until: Optional[str] = typer.Option(None, help="run only this stage and the stages it needs"),
         force: List[str] = typer.Option([], help="re-run this stage and all after it (repeatable)"),
         progress: bool = typer.Option(True, help="show live progress"),
-        verify: bool = typer.Option(True, help="check the sha256 of a cached stage's files (sizes always)")) -> None:
+        verify: bool = typer.Option(True, help="check the sha256 of a cached stage's files (sizes always)"),
+        debug: bool = typer.Option(False, "--debug", help="on a failure, print the whole traceback")) -> None:
     """Run (or resume) a pipeline. Finished stages whose config and inputs did not change are skipped."""
-    from crawl2model.pipeline.failures import failed_stage, one_line, os_error
+    from crawl2model.pipeline.failures import log_traceback, summary, what_to_do
+    from crawl2model.pipeline.lock import LockedError
     from crawl2model.pipeline.runner import PlanError, run as run_pipeline
     from crawl2model.report.write import REPORT, is_current
-
-    from crawl2model.pipeline.lock import LockedError
 
     run_config, nodes = _load(config)
     try:
@@ -42,13 +42,19 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
                                 show_progress=progress, verify=verify)
     except (PlanError, LockedError) as error:
         _fail(str(error))
-    except Exception as error:  # a full disk, a missing file: one line naming the file, not Ray's traceback
-        if os_error(error) is None:  # a stage's bug: its traceback says more
+    except KeyboardInterrupt:
+        errors.print(f"stopped. What finished is kept: `pipeline run {config}` resumes where this run stopped.",
+                     highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    except Exception as error:  # one line; the traceback goes to the run's log (Ray's are pages long)
+        if debug:
             raise
-        stage = failed_stage(error)
-        _fail((f"stage '{stage}' failed: " if stage else "") + one_line(error))
+        log = log_traceback(run_config.output_dir, error)
+        _fail(f"{summary(error)}\n  {what_to_do(error, config)}"
+              + (f"\n  traceback: {log} (--debug prints it here)" if log else ""))
     _print_status(run_config.output_dir, manifest)
     _print_skipped(run_config.output_dir)
+    _print_outputs(run_config.output_dir, manifest)
     if any(not entry.cached for entry in manifest.stages.values()) or not is_current(run_config.output_dir):
         _write_report_after_run(run_config.output_dir)
     else:
@@ -79,26 +85,108 @@ def status(run_dir: str = typer.Argument(..., help="a run's output_dir")) -> Non
 def inspect(run_dir: str = typer.Argument(..., help="a run's output_dir"),
             stage: str = typer.Argument(..., help="stage name (see `pipeline status`)"),
             removed: bool = typer.Option(False, "--removed", help="show removed documents and why"),
+            reason: Optional[str] = typer.Option(
+                None, "--reason", metavar="RULE",
+                help="only removed documents whose drop_reason is exactly RULE or, when none is, contains it "
+                     "(`alpha_words` matches `gopher_quality:alpha_words<0.8`); implies --removed"),
             n: int = typer.Option(5, "-n", help="how many documents"),
             chars: int = typer.Option(300, help="characters of text shown per document")) -> None:
-    """Print documents of a stage readably, with stats and removal reasons."""
+    """Print documents of a stage readably, with stats and removal reasons (and details)."""
     stage_dir = storage.join(run_dir, "stages", stage)
     stats = storage.read_json(storage.join(stage_dir, "stats.json"))
     if stats is None:
         _fail(f"stage '{stage}' has no stats in {run_dir} (not run yet, or misspelt)")
+    wanted = None if reason is None else _reasons_matching(reason, stats["removed_by_reason"], stage)
+    removed = removed or wanted is not None  # only removed documents have a reason
     console.print(f"[bold]{stage}[/]: {stats['docs_in']:,} in, {stats['docs_out']:,} kept, "
                   f"{stats['docs_in'] - stats['docs_out']:,} removed in {stats['wall_seconds']}s")
-    for reason, count in sorted(stats["removed_by_reason"].items(), key=lambda kv: -kv[1]):
-        console.print(f"  {count:>8,}  {reason}")
+    for name, count in sorted(stats["removed_by_reason"].items(), key=lambda kv: -kv[1]):
+        console.print(f"  {count:>8,}  {name}", highlight=False, markup=False, emoji=False)
     shown = 0
     for path in storage.list_files(storage.join(stage_dir, "removed" if removed else "kept"), ".parquet"):
-        for row in storage.read_parquet(path).to_pylist():
+        for row in _rows_with_reasons(storage.read_parquet(path), wanted).to_pylist():
             if shown == n:
                 return
             shown += 1
             _print_document(row, chars)
     if shown == 0:
         console.print("(no documents)")
+
+
+def _reasons_matching(rule: str, counts: dict[str, int], stage: str) -> list[str]:
+    """The drop_reasons `--reason RULE` selects: RULE itself when a document was removed for it,
+    else every reason containing it; none is an error that lists the reasons there are."""
+    if rule in counts:
+        return [rule]
+    found = sorted(name for name in counts if rule in name)
+    if not found:
+        there = "; ".join(f"{name} ({count:,})" for name, count in sorted(counts.items(), key=lambda kv: -kv[1]))
+        _fail(f"no document of stage '{stage}' was removed for a reason matching '{rule}'; "
+              + (f"its reasons: {there}" if there else "it removed nothing"))
+    return found
+
+
+def _rows_with_reasons(table, wanted: list[str] | None):
+    """The rows of `table` whose drop_reason is one of `wanted` (all of them when None)."""
+    if wanted is None:
+        return table
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return table.filter(pc.is_in(table.column("drop_reason"), value_set=pa.array(wanted, pa.string())))
+
+
+@app.command("stages")
+def stages_command(stage_type: Optional[str] = typer.Argument(
+        None, metavar="[TYPE]", help="a stage type (or pkg.module:Class): show it in full")) -> None:
+    """The stage types a crawl.yaml can name: what each does, and its options with types and defaults."""
+    from crawl2model.catalog import builtin_stage_types, describe_stage
+
+    # plain lines through typer.echo, not rich: piped into less or grep they neither wrap nor carry colour
+    if stage_type is None:
+        for name in builtin_stage_types():
+            _print_stage_summary(describe_stage(name))
+        typer.echo("`pipeline stages TYPE` shows one stage in full, with what each option means.")
+        return
+    try:
+        info = describe_stage(stage_type)
+    except LookupError as error:
+        _fail(str(error))
+    _print_stage_in_full(info)
+
+
+OPTION_INDENT = "    "
+LISTED_DEFAULT_CHARS = 60  # a longer default (a list of 159 punctuation marks) is cut in the listing
+
+
+def _print_stage_summary(info) -> None:
+    typer.echo(f"{typer.style(info.type_name, bold=True)}  {info.summary}")
+    for option in info.options:
+        typer.echo(OPTION_INDENT + _option_line(option, LISTED_DEFAULT_CHARS))
+    typer.echo("")
+
+
+def _print_stage_in_full(info) -> None:
+    typer.echo(f"{typer.style(info.type_name, bold=True)}  ({info.qualified_name})\n")
+    if info.doc:
+        typer.echo(info.doc + "\n")
+    typer.echo("options:" if info.options else "options: none")
+    for option in info.options:
+        line = _option_line(option) + (f"  ({option.limits})" if option.limits else "")
+        typer.echo(OPTION_INDENT + line)
+        if option.description:
+            typer.echo(textwrap.fill(option.description, 100, initial_indent=OPTION_INDENT * 2,
+                                     subsequent_indent=OPTION_INDENT * 2))
+
+
+def _option_line(option, max_default: int | None = None) -> str:
+    """`name: type = default` (`(required)` without a default), as a crawl.yaml writes the value."""
+    if option.default is None:
+        return f"{option.name}: {option.type}  (required)"
+    default = option.default
+    if max_default is not None and len(default) > max_default:
+        default = default[:max_default - 1] + "…"
+    return f"{option.name}: {option.type} = {default}"
 
 
 @app.command("diff")
@@ -397,6 +485,14 @@ def _print_skipped(run_dir: str) -> None:
                      "the run instead):", highlight=False, soft_wrap=True)
         for item in skipped:
             errors.print(f"  {item['path']}: {item['reason']}", highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+def _print_outputs(run_dir: str, manifest) -> None:
+    """Where the run's results are, so the next command is one copy away."""
+    from crawl2model.pipeline.summary import outputs
+
+    for what, where in outputs(run_dir, manifest):
+        console.print(f"{what}: {where}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _n(value) -> str:

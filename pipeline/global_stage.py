@@ -18,8 +18,8 @@ and never see Ray: the runner schedules them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import ClassVar, Literal
+from dataclasses import dataclass, field, replace
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +53,15 @@ class PhaseContext:
     stage: str = ""  # the stage's name in the run
     shard: int = -1
     partition: int = -1
+    # the run's progress, told (stage, event) by the runner's reporter: fire and forget, never fails
+    tell: Callable[[str, dict], None] | None = field(default=None, compare=False, repr=False)
+
+    def say(self, event: dict) -> None:
+        """Tell the run's progress what this task is doing, when a runner listens (progress.Progress.event:
+        `{"step": 30, "steps": 60, "loss": 3.2, "tokens_per_s": 9000}`, `{"note": text}`, `{"message": text}`
+        for a line the user sees after the run)."""
+        if self.tell is not None:
+            self.tell(self.stage, event)
 
     def for_unit(self, unit: str) -> PhaseContext:
         return replace(self, shard=self.units.index(unit))

@@ -34,7 +34,8 @@ from crawl2model.pipeline.summary import finish, manifest_path, write_manifest
 from crawl2model.pipeline.sources import InputFile, list_input_files
 from crawl2model.pipeline.failures import failed_stage, one_line
 from crawl2model.pipeline.ray_log import ray_messages_to
-from crawl2model.pipeline.worker import STAGE_ATTRIBUTE, StageWorker, run_phase_task, run_source_task, run_stage_task, tag_stage
+from crawl2model.pipeline.reporting import Report, Reporter, drain, draining
+from crawl2model.pipeline.worker import StageWorker, run_phase_task, run_source_task, run_stage_task, tag_stage
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def _run(config: RunConfig, nodes: list[StageNode], address: str | None, until: 
         elif node.name in previous:
             manifest.stages[node.name] = previous[node.name].model_copy(update={"cached": node.name in plan.cached})
     _write_manifest(config, manifest)
+    _announce(plan, manifest, progress)
     if not plan.to_run:
         return manifest
 
@@ -115,6 +117,29 @@ def _run(config: RunConfig, nodes: list[StageNode], address: str | None, until: 
 
                 ray.shutdown()
     return manifest
+
+
+def _announce(plan: Plan, manifest: Manifest, progress: Progress) -> None:
+    """Say which stages the cache serves, and which resume with how much of their work done (after
+    _prepare_dirs: a stage's folder holds only its own fingerprint's records)."""
+    for node in plan.nodes:
+        if node.name in plan.cached:
+            entry = manifest.stages.get(node.name)
+            progress.cached(node.name, entry and entry.docs_in, entry and entry.docs_out)
+        elif node.name in plan.to_run:
+            done = node.done_records()
+            tasks = sum("/_done/" in path for path in storage.list_files(storage.join(node.directory, "phases"), ".json",
+                                                                         recursive=True)) if node.is_global else 0
+            if not done and not tasks:
+                continue
+            total = None
+            if node.is_source:
+                total = len(plan.files)
+            elif all(parent in plan.cached for parent in node.after):
+                total = len(_input_units(node, plan))
+            progress.resumed(node.name, units=len(done), total=total, tasks=tasks,
+                             docs_in=sum(r.docs_in for r in done), docs_out=sum(r.docs_out for r in done),
+                             shards=sum(len(r.outputs) for r in done))
 
 
 def make_plan(config: RunConfig, nodes: list[StageNode], manifest: Manifest, *, until: str | None = None,
@@ -241,52 +266,6 @@ def user_code_paths(nodes: list[StageNode]) -> list[str]:
     return sorted(found)
 
 
-class _Reporter:
-    """A Ray actor the workers tell as each unit of each stage finishes; the driver drains it."""
-
-    def __init__(self):
-        self.items: list[tuple[str, int, int, int]] = []
-        self.errors: list[BaseException] = []
-
-    def add(self, stage: str, docs_in: int, docs_out: int, bytes_out: int) -> None:
-        self.items.append((stage, docs_in, docs_out, bytes_out))
-
-    def drain(self) -> list[tuple[str, int, int, int]]:
-        items, self.items = self.items, []
-        return items
-
-    def fail(self, error: BaseException) -> None:
-        self.errors.append(error)
-
-    def first_error(self) -> BaseException | None:
-        return self.errors[0] if self.errors else None
-
-
-@dataclass(frozen=True)
-class _Report:
-    """The picklable callable a worker reports through (fire and forget)."""
-
-    actor: Any
-
-    def __call__(self, stage: str, record: DoneRecord) -> None:
-        self.actor.add.remote(stage, record.docs_in, record.docs_out, record.bytes_out)
-
-    def failed(self, stage: str, error: Exception) -> None:
-        """The error a worker raises, told before the task fails (so the driver has it when Ray
-        Data stops), as it is, else as its type and message when it does not pickle."""
-        import ray
-
-        try:
-            try:
-                ray.get(self.actor.fail.remote(error))
-            except Exception:  # noqa: BLE001 - an error that does not pickle
-                substitute = RuntimeError(f"{type(error).__name__}: {error}")
-                vars(substitute)[STAGE_ATTRIBUTE] = stage
-                ray.get(self.actor.fail.remote(substitute))
-        except Exception as problem:  # noqa: BLE001 - the worker's error is the one to raise
-            log.warning("could not report the error of stage %s: %s", stage, problem)
-
-
 def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: Manifest, progress: Progress) -> None:
     import ray
     import ray.data
@@ -300,53 +279,49 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: 
     for node in chain:
         manifest.stages[node.name].status = "running"
     _write_manifest(config, manifest)
-    reporter = ray.remote(num_cpus=0)(_Reporter).remote()
-    report = _Report(reporter)
-    progress.start([n.name for n in chain])
+    reporter = ray.remote(num_cpus=0)(Reporter).remote()
+    report = Report(reporter)
+    units = [] if first.is_source else _input_units(first, plan)
+    # totals: the reader's input files; a chain fed by shards, its shards, one unit each in every
+    # stage; after the reader, the shards it wrote (Progress knows them when it ends)
+    progress.start([n.name for n in chain], {first.name: len(plan.files)} if first.is_source
+                   else {n.name: len(units) for n in chain})
 
-    units: list[_Unit] = []
-    if first.is_source:
-        items = [{"index": f.index, "kind": f.kind, "path": f.path, "source": f.source} for f in plan.files]
-        dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        # The reader asks no CPU of Ray: it is light (decompression, I/O) next to the stages it
-        # feeds, so both cores extract while it reads; at most one reader per core runs at once.
-        dataset = dataset.map_batches(run_source_task, batch_size=1, num_cpus=0,
-                                      compute=ray.data.TaskPoolStrategy(size=max(1, min(len(items), cpus))),
-                                      fn_kwargs={"node": first, "report": report})
-        rest, count = chain[1:], len(items)
-    else:
-        units = _input_units(first, plan)
-        items = [{"unit": u.unit, "path": u.kept.path} for u in units]
-        dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        rest, count = chain, len(items)
-    phase_context = _run_phases(plan, first, units, cpus, progress) if first.is_global else None
-    if first.makes_artifact:  # it removes nothing: its documents out are its documents in, by reference
-        _pass_through(first, units, phase_context.artifact_dir)
-        rest, count = [], 0
-    pools = sum(node.needs_setup for node in rest)
-    for node in rest:  # a chain's only actor pool starts at full size, but not above its count of inputs
-        dataset = _add_stage(dataset, node, cpus, report, phase_context if node is first else None,
-                             min_actors=count if pools == 1 else 1)
+    with draining(reporter, progress):
+        if first.is_source:
+            items = [{"index": f.index, "kind": f.kind, "path": f.path, "source": f.source} for f in plan.files]
+            dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+            # The reader asks no CPU of Ray: it is light (decompression, I/O) next to the stages it
+            # feeds, so both cores extract while it reads; at most one reader per core runs at once.
+            dataset = dataset.map_batches(run_source_task, batch_size=1, num_cpus=0,
+                                          compute=ray.data.TaskPoolStrategy(size=max(1, min(len(items), cpus))),
+                                          fn_kwargs={"node": first, "report": report})
+            rest, count = chain[1:], len(items)
+        else:
+            items = [{"unit": u.unit, "path": u.kept.path} for u in units]
+            dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+            rest, count = chain, len(items)
+        phase_context = _run_phases(plan, first, units, cpus, progress, report) if first.is_global else None
+        if first.makes_artifact:  # it removes nothing: its documents out are its documents in, by reference
+            _pass_through(first, units, phase_context.artifact_dir)
+            rest, count = [], 0
+        pools = sum(node.needs_setup for node in rest)
+        for node in rest:  # a chain's only actor pool starts at full size, but not above its count of inputs
+            dataset = _add_stage(dataset, node, cpus, report, phase_context if node is first else None,
+                                 min_actors=count if pools == 1 else 1)
 
-    try:
-        if count:
-            for _ in dataset.iter_batches(batch_size=1, batch_format="numpy"):
-                _drain(reporter, progress)
-    except Exception as error:  # Ray Data's error has lost the worker's: raise it from the one reported
-        cause = ray.get(reporter.first_error.remote())
-        if cause is None:
-            raise
-        raise error from cause
-    _drain(reporter, progress)
+        try:
+            if count:  # the reporter is drained on a timer (reporting.draining): each stage's counts move as it
+                for _ in dataset.iter_batches(batch_size=1, batch_format="numpy"):  # finishes a shard
+                    pass
+        except Exception as error:  # Ray Data's error has lost the worker's: raise it from the one reported
+            cause = ray.get(reporter.first_error.remote())
+            if cause is None:
+                raise
+            raise error from cause
+    drain(reporter, progress)
     for node in chain:
         progress.done(node.name, _finish_stage(config, node, manifest))
-
-
-def _drain(reporter, progress: Progress) -> None:
-    import ray
-
-    for stage, docs_in, docs_out, bytes_out in ray.get(reporter.drain.remote()):
-        progress.add(stage, docs_in, docs_out, bytes_out)
 
 
 def _pass_through(node: StageNode, units: list[_Unit], artifact_dir: str) -> None:
@@ -375,7 +350,7 @@ def _remote_options(node: StageNode) -> dict[str, Any]:
     return {k: v for k, v in remote.items() if v is not None}
 
 
-def _add_stage(dataset, node: StageNode, cpus: int, report: _Report, context: PhaseContext | None = None,
+def _add_stage(dataset, node: StageNode, cpus: int, report: Report, context: PhaseContext | None = None,
                min_actors: int = 1):
     """The stage as a Ray Data operator: a task per shard, or an actor pool for a stage with setup,
     from `min_actors` actors up to one per CPU it asks for. Growing a pool from one actor delayed
@@ -393,10 +368,13 @@ def _add_stage(dataset, node: StageNode, cpus: int, report: _Report, context: Ph
                                fn_kwargs={"node": node, "context": context, "report": report})
 
 
-def _run_phases(plan: Plan, node: StageNode, units: list[_Unit], cpus: int, progress: Progress) -> PhaseContext:
+def _run_phases(plan: Plan, node: StageNode, units: list[_Unit], cpus: int, progress: Progress,
+                report: Report | None = None) -> PhaseContext:
     """Run a global stage's phases, one after another, each as parallel Ray tasks; returns the
     context its judge step needs. The partition count is chosen once and kept, so a resumed run
-    (even on another cluster) shuffles into the same files."""
+    (even on another cluster) shuffles into the same files. Its tasks tell the progress through
+    `report` (ctx.say: a training's steps); a stage that makes an artifact shows what it made (its
+    last phase's one-row summary: a vocabulary, a model file, tokens, a last loss)."""
     import ray
 
     stage = node.build()
@@ -408,16 +386,26 @@ def _run_phases(plan: Plan, node: StageNode, units: list[_Unit], cpus: int, prog
         storage.write_json(layout_path, layout)
     shards_in = [(u.unit, node.path(u.kept.path)) for u in units]
     context = PhaseContext(phases_dir, layout["partitions"], tuple(u for u, _ in shards_in),
-                           tuple(p for _, p in shards_in), node.artifact_dir, node.name)
+                           tuple(p for _, p in shards_in), node.artifact_dir, node.name,
+                           tell=report.tell if report is not None else None)
     remote = ray.remote(run_phase_task).options(**_remote_options(node))
+    done: list[records.PhaseRecord] = []
     for phase in stage.phases():
         jobs = phase_jobs(phase, context, shards_in)
         pending = [remote.remote(node, phase.name, *job) for job in jobs]
+        done = []
         while pending:
             progress.note(node.name, f"{phase.name} {len(jobs) - len(pending)}/{len(jobs)}")
             ready, pending = ray.wait(pending, num_returns=1)
-            ray.get(ready)
+            done += ray.get(ready)
     progress.note(node.name, "")
+    if node.makes_artifact and len(done) == 1 and len(done[0].files) == 1:
+        try:
+            rows = storage.read_parquet(node.path(done[0].files[0].path)).slice(0, 1).to_pylist()
+            if rows:
+                progress.event(node.name, {"made": rows[0]})
+        except Exception as problem:  # noqa: BLE001 - only what the table shows
+            log.debug("could not read what stage %s made: %s", node.name, problem)
     return context
 
 
@@ -442,12 +430,13 @@ def _record_failure(config: RunConfig, manifest: Manifest, error: BaseException)
     """A run that stops on an error leaves no stage `running` in its manifest: the stage whose
     worker raised is `failed`, with the error in one line, and the others of its chain, stopped
     with it, are `pending` again (when the failing stage is not known, every running stage is
-    failed). Best effort: a manifest that cannot be written (on the disk that just filled up)
+    failed; after a Ctrl-C, none is). Best effort: a manifest that cannot be written (on the disk that just filled up)
     is only logged, so that `error` is the one the run ends with."""
     stage, message = failed_stage(error), one_line(error)
+    stopped = isinstance(error, KeyboardInterrupt)  # Ctrl-C: nothing failed, the running stages wait
     for name, entry in manifest.stages.items():
         if entry.status == "running":
-            if stage is None or stage == name:
+            if not stopped and (stage is None or stage == name):
                 entry.status, entry.error = "failed", message
             else:
                 entry.status = "pending"

@@ -92,3 +92,19 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return found
+
+
+def outputs(run_dir: str, manifest: Manifest) -> list[tuple[str, str]]:
+    """Where a run's results are, as (what, path): the kept documents of its last curation stage,
+    and each artifact stage's folder, or its newest checkpoint (`step-NNNNNN`) where it has some."""
+    found = []
+    curated = [name for name, entry in manifest.stages.items() if entry.kept and not entry.artifact]
+    if curated:
+        found.append(("kept documents", storage.join(run_dir, "stages", curated[-1], "kept")))
+    for name, entry in manifest.stages.items():
+        if not entry.artifact:
+            continue
+        folder = storage.join(run_dir, "stages", name, "artifact")
+        steps = sorted({part for f in entry.artifact for part in f.path.split("/")[3:4] if part.startswith("step-")})
+        found.append((f"{name} ({entry.type})", storage.join(folder, steps[-1]) if steps else folder))
+    return found

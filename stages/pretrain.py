@@ -6,25 +6,34 @@ Ray Train starts that many workers (each with `cpus` and `gpus`) as one data-par
 FSDP, `parallel:`), the same code `torchrun` runs. Checkpoints go to the stage's artifact folder
 (`stages/<name>/artifact/step-NNNNNN/`) and `metrics.jsonl` beside them; a killed run resumes
 from the newest checkpoint, exactly. The token shards are those of the nearest `tokenize` stage
-upstream, or the folder given as `tokens:`. The stage removes nothing.
+upstream, or the folder given as `tokens_dir:` (`tokens:` is the training budget, as in `pipeline
+train`). The stage removes nothing.
 """
 from __future__ import annotations
 
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from crawl2model.pipeline import storage
 from crawl2model.pipeline.global_stage import PhaseContext
 from crawl2model.pipeline.stage import Resources, StageConfig
-from crawl2model.stages._training import TrainingStage, summary_table
+from crawl2model.stages._training import TrainingStage, summary_table, told
 from crawl2model.train.loop import TrainConfig, total_steps
 
 
 class PretrainConfig(StageConfig, TrainConfig):
-    tokens: str | None = None  # a tokens folder; unset: the artifact of the nearest tokenize stage upstream
+    tokens_dir: str | None = None  # a tokens folder; unset: the artifact of the nearest tokenize stage upstream
     cpus: int = Field(1, ge=1)  # per worker: Ray's CPUs for it, and torch's threads on a CPU
     gpus: int = Field(0, ge=0, le=1)  # per worker: 1 runs it on a GPU
     workers: int = Field(1, ge=1)  # more than 1: a Ray Train data-parallel job of this many workers
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _a_budget(cls, value):
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError("`tokens` is the training budget (a number of tokens); a folder of token shards "
+                             f"is `tokens_dir` (got {value!r})")
+        return value
 
 
 class Pretrain(TrainingStage):
@@ -39,12 +48,17 @@ class Pretrain(TrainingStage):
     def bind(cls, config: PretrainConfig, upstream) -> PretrainConfig:
         from crawl2model.stages.tokenize import Tokenize
 
-        if config.tokens is not None:
+        if config.tokens_dir is not None:
+            from crawl2model.train.tokens import INDEX
+
+            if not storage.exists(storage.join(config.tokens_dir, INDEX)):
+                raise ValueError(f"tokens_dir: {config.tokens_dir} is not a tokens folder (no {INDEX}; a `tokenize` "
+                                 "stage writes one into its artifact folder)")
             return config
         found = next((node for node in upstream if issubclass(node.cls, Tokenize)), None)
         if found is None:
-            raise ValueError("nothing to train on: put a `tokenize` stage before pretrain, or set `tokens:`")
-        return config.model_copy(update={"tokens": found.artifact_dir})
+            raise ValueError("nothing to train on: put a `tokenize` stage before pretrain, or set `tokens_dir:`")
+        return config.model_copy(update={"tokens_dir": found.artifact_dir})
 
     @classmethod
     def resources_for(cls, config: PretrainConfig) -> Resources:
@@ -52,15 +66,15 @@ class Pretrain(TrainingStage):
         return Resources(cpus=config.cpus, gpus=config.gpus) if config.workers == 1 else Resources(cpus=0)
 
     def train(self, table: pa.Table, ctx: PhaseContext) -> pa.Table:
-        job = {"tokens": self.config.tokens, "out": ctx.artifact_dir, "cpus": self.config.cpus,
-               "settings": self.config.model_dump(mode="json", exclude={"cpus", "gpus", "workers", "tokens"})}
+        job = {"tokens": self.config.tokens_dir, "out": ctx.artifact_dir, "cpus": self.config.cpus,
+               "settings": self.config.model_dump(mode="json", exclude={"cpus", "gpus", "workers", "tokens_dir"})}
         if self.config.workers == 1:
-            summary = train_worker(job)
+            summary = train_worker({**job, "say": ctx.say})
         else:
             from ray.train import RunConfig, ScalingConfig
             from ray.train.torch import TorchTrainer
 
-            trainer = TorchTrainer(train_worker, train_loop_config=job, run_config=RunConfig(
+            trainer = TorchTrainer(train_worker, train_loop_config={**job, "say": ctx.say}, run_config=RunConfig(
                 storage_path=storage.join(ctx.phases_dir, "ray-train"), name="pretrain"),
                 scaling_config=ScalingConfig(num_workers=self.config.workers, use_gpu=self.config.gpus > 0,
                                              resources_per_worker={"CPU": self.config.cpus}))
@@ -70,13 +84,14 @@ class Pretrain(TrainingStage):
 
 
 def train_worker(job: dict) -> dict:
-    """One worker's training (the whole of it, alone): also Ray Train's loop per worker."""
+    """One worker's training (the whole of it, alone): also Ray Train's loop per worker. `say`: the
+    run's progress (rank 0 tells its steps)."""
     import torch
 
     from crawl2model.train.pretrain import train
 
     torch.set_num_threads(job["cpus"])
-    return train(job["tokens"], job["out"], TrainConfig.model_validate(job["settings"]), log=lambda _: None)
+    return train(job["tokens"], job["out"], TrainConfig.model_validate(job["settings"]), **told(job.get("say")))
 
 
 def read_summary(out: str) -> dict:

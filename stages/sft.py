@@ -11,7 +11,7 @@ from pydantic import Field
 from crawl2model.pipeline.global_stage import PhaseContext
 from crawl2model.pipeline.stage import StageConfig
 from crawl2model.pipeline.sample_data import conversations
-from crawl2model.stages._training import DataOrSample, TrainingStage, bind_start, data_paths, summary_table
+from crawl2model.stages._training import DataOrSample, TrainingStage, bind_start, data_paths, summary_table, told
 from crawl2model.train import checkpoint
 from crawl2model.train.loop import TrainConfig, total_steps
 
@@ -56,5 +56,5 @@ class SFT(TrainingStage):
         tokenizer = checkpoint.tokenizer_file(self.config.start, self.config.tokenizer)
         data = data_paths(self.config, ctx, conversations)
         summary = train_sft(self.config.start, data, tokenizer, ctx.artifact_dir, settings,
-                            val_fraction=self.config.val_fraction, log=lambda _: None)
+                            val_fraction=self.config.val_fraction, **told(ctx.say))
         return summary_table(summary)

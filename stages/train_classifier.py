@@ -37,7 +37,7 @@ class TrainClassifier(GlobalStage):
     type_name = "train_classifier"
     Config = TrainClassifierConfig
     requires = ("id", "text")
-    packages = ("fasttext",)
+    packages = ("fasttext-modern",)
     resources = Resources(cpus=1)
     makes_artifact = True
 

@@ -20,6 +20,10 @@ Substrings. Matched case-insensitively anywhere in the URL, as written and perce
 an internationalised host also in Unicode; reported as `url_filter:substring=<entry>` (the
 leftmost match). Domains are checked first.
 
+A removed document's `drop_detail` says what matched: the host and the listed domain it falls under
+(`host=www.example.com under example.com`), or the substring and the form of the URL it was found in
+(`'casino' in the url percent-decoded`).
+
 Documents with no `url` column, a null or empty url, or a url with no host (`mailto:`, garbage)
 pass and are counted (`passed:no_url_column`, `passed:no_url`, `passed:no_host`).
 
@@ -32,6 +36,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from bisect import bisect_right
+from itertools import accumulate
 from pathlib import Path
 from typing import Annotated, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -39,7 +45,7 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 from pydantic import AfterValidator, Field, model_validator
 
-from crawl2model.pipeline.stage import DROP_REASON, Stage, StageConfig
+from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, Stage, StageConfig
 from crawl2model.stages._trie import trie_pattern
 
 try:
@@ -205,21 +211,35 @@ class UrlFilter(Stage):
         return None
 
     def blocked_substring(self, url: str, host: str) -> str | None:
+        found = self.find_substring(url, host)
+        return found and found[0]
+
+    def find_substring(self, url: str, host: str) -> tuple[str, str] | None:
+        """(the leftmost listed substring in the url, the form of the url it was found in)."""
         if self.substrings is None:
             return None
         lowered = url.lower()
-        forms = [lowered]
+        forms = {"url": lowered}
         decoded = unquote(lowered, errors="replace")
         if decoded != lowered:
-            forms.append(decoded)
+            forms["url percent-decoded"] = decoded
         unicode = unicode_host(host)
         if unicode != host:
-            forms.append(decoded.replace(host, unicode))
-        match = self.substrings.search("\n".join(forms))
-        return match.group() if match else None
+            forms["url with its host in Unicode"] = decoded.replace(host, unicode)
+        joined = "\n".join(forms.values())
+        match = self.substrings.search(joined)
+        if match is None:
+            return None
+        starts = list(accumulate(len(form) + 1 for form in forms.values()))  # where each next form starts
+        return match.group(), list(forms)[bisect_right(starts, match.start())]
 
     def judge(self, url) -> str | None:
         """The reason to remove the document with this url, or None."""
+        verdict = self.verdict(url)
+        return verdict and verdict[0]
+
+    def verdict(self, url) -> tuple[str, str] | None:
+        """(the reason to remove the document with this url, what matched), or None."""
         if isinstance(url, bytes):
             url = url.decode("utf-8", errors="replace")
         elif url is not None and not isinstance(url, str):
@@ -230,10 +250,11 @@ class UrlFilter(Stage):
         host = url_host(url)
         domain = self.blocked_domain(host) if host else None
         if domain:
-            return f"{self.type_name}:domain={domain}"
-        substring = self.blocked_substring(url.strip(), host)
-        if substring:
-            return f"{self.type_name}:substring={substring}"
+            return f"{self.type_name}:domain={domain}", f"host={host}" + (" is listed" if host == domain else f" under {domain}")
+        found = self.find_substring(url.strip(), host)
+        if found:
+            substring, form = found
+            return f"{self.type_name}:substring={substring}", f"{substring!r} in the {form}"
         if not host:
             self.counters["passed:no_host"] += 1
         return None
@@ -241,6 +262,9 @@ class UrlFilter(Stage):
     def process(self, batch: pa.Table) -> pa.Table:
         if "url" not in batch.column_names:
             self.counters["passed:no_url_column"] += batch.num_rows
-            return batch.append_column(DROP_REASON, pa.nulls(batch.num_rows, pa.string()))
-        reasons = [self.judge(url) for url in batch.column("url").to_pylist()]
-        return batch.append_column(DROP_REASON, pa.array(reasons, pa.string()))
+            nulls = pa.nulls(batch.num_rows, pa.string())
+            return batch.append_column(DROP_REASON, nulls).append_column(DROP_DETAIL, nulls)
+        verdicts = [self.verdict(url) or (None, None) for url in batch.column("url").to_pylist()]
+        reasons, details = zip(*verdicts) if verdicts else ((), ())
+        return (batch.append_column(DROP_REASON, pa.array(reasons, pa.string()))
+                .append_column(DROP_DETAIL, pa.array(details, pa.string())))

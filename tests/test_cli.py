@@ -175,3 +175,102 @@ def test_generate_prints_what_the_model_predicts(tiny_checkpoint, reference_gene
         assert same_text(sampled[seed], "the river" + encoder.decode(tokens))
     assert sampled[1] == generated("the river", "--temperature", "1", "--seed", "1") and sampled[1] != sampled[2]
     assert not same_text(sampled[1], expected["the river"])
+
+
+@pytest.mark.ray
+def test_a_failing_stage_prints_one_line_and_where_its_traceback_is(finished_run, tmp_path):
+    config, _ = finished_run
+    raw = yaml.safe_load(config.read_text())
+    raw.update(output_dir=str(tmp_path / "out"), stages=[{"name": "mixed", "type": "example_stages:Mixed"}])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(raw))
+    result = cli.invoke(app, ["run", str(broken), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    log = tmp_path / "out" / "logs" / "run.log"
+    assert lines[0].startswith("error: stage 'mixed' failed on shard 00000-00000: Arrow"), lines
+    assert lines[1] == f"  fix the cause (traceback in the log), then `pipeline run {broken}` resumes: finished shards are kept"
+    assert lines[2] == f"  traceback: {log} (--debug prints it here)" and len(lines) == 3
+    assert "Traceback (most recent call last)" in log.read_text() and "in apply_stage" in log.read_text()
+    assert "\x1b[" not in log.read_text()
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["stages"]["mixed"]["status"] == "failed" and manifest["stages"]["mixed"]["error"].startswith("Arrow")
+    debug = cli.invoke(app, ["run", str(broken), "--no-progress", "--debug"])
+    assert debug.exit_code == 1 and debug.exception is not None  # the whole traceback, as Python prints it
+
+
+@pytest.fixture(scope="module")
+def filtered_run(local_ray, tmp_path_factory) -> Path:
+    """A run whose gopher_quality stage removes one document for too few words and one for too few
+    words with a letter, and keeps one."""
+    tmp = tmp_path_factory.mktemp("reasons")
+    prose = " ".join(["the", "and", *["cats dogs suns seas cars"] * 16])  # 82 words
+    texts = [prose, "the and cats dogs suns", prose + " 123" * 40]
+    docs = tmp / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    config = tmp / "crawl.yaml"
+    config.write_text(yaml.safe_dump({"name": "reasons", "output_dir": str(tmp / "out"), "input": {"jsonl": [str(docs)]},
+                                      "stages": [{"name": "gq", "type": "gopher_quality"}]}))
+    run(*load_config(config), show_progress=False)
+    return tmp / "out"
+
+
+def one_line(output: str) -> str:
+    return " ".join(output.split())  # rich wraps long lines at the runner's 80 columns
+
+
+@pytest.mark.ray
+def test_inspect_reason_selects_removed_documents_and_shows_their_detail(filtered_run):
+    out = str(filtered_run)
+    alpha = cli.invoke(app, ["inspect", out, "gq", "--reason", "alpha_words"])  # a part of the reason: implies --removed
+    assert alpha.exit_code == 0, alpha.output
+    assert "removed: gopher_quality:alpha_words<0.8 (alpha_words=0.672 < 0.8)" in one_line(alpha.output)
+    assert "removed: gopher_quality:words<50" not in one_line(alpha.output)
+    exact = cli.invoke(app, ["inspect", out, "gq", "--removed", "--reason", "gopher_quality:words<50"])
+    assert "removed: gopher_quality:words<50 (words=5 < 50)" in one_line(exact.output)
+    assert "alpha_words=" not in exact.output
+    both = cli.invoke(app, ["inspect", out, "gq", "--reason", "words"])  # no reason is `words`: both contain it
+    assert one_line(both.output).count("removed: gopher_quality:") == 2
+
+
+@pytest.mark.ray
+def test_inspect_reason_that_matches_nothing_lists_the_reasons(filtered_run):
+    result = cli.invoke(app, ["inspect", str(filtered_run), "gq", "--reason", "stop_words"])
+    assert result.exit_code == 2
+    assert "reason matching 'stop_words'" in one_line(result.output)
+    assert "gopher_quality:alpha_words<0.8 (1); gopher_quality:words<50 (1)" in one_line(result.output)
+
+
+def test_stages_lists_every_type_with_its_options_and_defaults():
+    from crawl2model.catalog import builtin_stage_types
+
+    result = cli.invoke(app, ["stages"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output  # piped: no colour codes
+    headings = [line.split()[0] for line in result.output.splitlines() if line and not line.startswith(" ")]
+    assert set(builtin_stage_types()) <= set(headings)
+    lines = result.output.splitlines()
+    assert "gopher_quality  Gopher quality rules (Rae et al. 2021, appendix A; as FineWeb ran them through datatrove)." in lines
+    assert "    min_alpha_words_ratio: float | None = 0.8" in lines
+    assert "    lists_dir: str  (required)" in lines
+    assert '    action: "filter" | "annotate" = "filter"' in lines
+
+
+def test_stages_type_shows_one_stage_in_full():
+    result = cli.invoke(app, ["stages", "badwords"])
+    assert result.exit_code == 0, result.output
+    text = one_line(result.output)
+    assert "badwords (crawl2model.stages.badwords.BadWords)" in text
+    assert "max_badword_ratio: float = 0.01 (>= 0.0, <= 1.0) Above this share of flagged words a document is removed." in text
+    assert "lists_dir: str (required) Directory of lists, one file per language code." in text
+    unknown = cli.invoke(app, ["stages", "badword"])
+    assert unknown.exit_code == 2 and "did you mean 'badwords'?" in one_line(unknown.output)
+
+
+def test_reason_matching_is_exact_before_it_is_a_part():
+    from crawl2model.cli import _reasons_matching
+
+    counts = {"url_filter:substring=casino": 3, "url_filter:substring=casino.com": 1, "url_filter:domain=a.org": 2}
+    assert _reasons_matching("url_filter:substring=casino", counts, "urls") == ["url_filter:substring=casino"]
+    assert _reasons_matching("casino", counts, "urls") == ["url_filter:substring=casino", "url_filter:substring=casino.com"]
+    assert _reasons_matching("url_filter:", counts, "urls") == sorted(counts)  # a prefix is a part too

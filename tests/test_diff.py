@@ -94,7 +94,8 @@ def test_a_changed_threshold_is_named_with_the_documents_it_flipped(two_runs, ch
     assert [(d.id, d.url, d.drop_reason) for d in gopher.documents.examples_removed_in_b] == \
         list(flipped[["id", "url", "drop_reason"]].itertuples(index=False, name=None))[:5]
     for d in gopher.documents.examples_removed_in_b:
-        assert f"    removed in B: {d.id} {d.url}  gopher_quality:words<150" in result.output.splitlines()
+        assert d.drop_detail.startswith("words=") and d.drop_detail.endswith(" < 150")  # the value it measured
+        assert f"    removed in B: {d.id} {d.url}  gopher_quality:words<150 ({d.drop_detail})" in result.output.splitlines()
     # c4 removes none of them: they never reach it in the changed run
     assert c4.documents.absent_in_b == len(flipped) and c4.documents.removed_in_b == 0
     assert gopher.counts_b.removed_by_reason["gopher_quality:words<150"] > 0

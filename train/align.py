@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from crawl2model.train import checkpoint
 from crawl2model.train.chat import ChatTokens
 from crawl2model.train.dpo import dpo_loss, reference_logps, sequence_logps
 from crawl2model.train.preferences import Pair, collate, read_pairs
-from crawl2model.train.loop import MetricsLog, learning_rate
+from crawl2model.train.loop import REPORT_SECONDS, MetricsLog, learning_rate
 from crawl2model.train.pretrain import load_model
 
 
@@ -45,9 +46,11 @@ class DPOConfig(BaseModel):
 
 
 def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | Path, out_dir: str | Path,
-              config: DPOConfig, log=print) -> dict:
+              config: DPOConfig, log=print, report=None) -> dict:
     """Align the model of checkpoint `start` on the pairs in `data`; writes the last checkpoint
-    and metrics.jsonl to `out_dir`; returns the last held-out metrics."""
+    and metrics.jsonl to `out_dir`; returns the last held-out metrics. `report`, when given, is told
+    `{"message": ...}` of the pairs used, truncated and skipped, and each logged step as `loop.fit`
+    tells its own (`{"step", "steps", "loss", "tokens_per_s"}`)."""
     from tokenizers import Tokenizer
 
     out_dir = str(out_dir)
@@ -57,8 +60,14 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
     if tokenizer.get_vocab_size() != policy.config.vocab_size:
         raise ValueError(f"{tokenizer_file} has {tokenizer.get_vocab_size():,} tokens, the model "
                          f"{policy.config.vocab_size:,}: another tokenizer")
-    pairs, report = read_pairs(data, chat, min(config.max_len, policy.config.max_seq_len))
-    log(f"{report.used} pairs ({report.truncated} truncated); skipped {dict(report.skipped)} {report.problems[:5]}")
+    pairs, pairs_read = read_pairs(data, chat, min(config.max_len, policy.config.max_seq_len))
+    log(f"{pairs_read.used} pairs ({pairs_read.truncated} truncated); skipped {dict(pairs_read.skipped)} "
+        f"{pairs_read.problems[:5]}")
+    if report:
+        skipped = sum(pairs_read.skipped.values())
+        reasons = ", ".join(f"{reason}: {count:,}" for reason, count in pairs_read.skipped.most_common(3))
+        report({"message": f"{pairs_read.used:,} pairs used ({pairs_read.truncated:,} truncated to {config.max_len} "
+                           f"tokens); {skipped:,} skipped" + (f" ({reasons})" if reasons else "")})
     order = list(range(len(pairs)))
     random.Random(config.seed).shuffle(order)
     held = max(1, int(len(pairs) * config.val_fraction)) if config.val_fraction else 0
@@ -76,8 +85,12 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
     batches = _batches(len(train), config.batch_size, shuffle)
     result: dict = {}
     metrics = MetricsLog(storage.join(out_dir, "metrics.jsonl"))
+    reported = time.monotonic()
+    if report:
+        report({"step": 0, "steps": config.steps})
     try:
         for step in range(config.steps):
+            started = time.perf_counter()
             chosen_index = next(batches)
             batch = [train[i] for i in chosen_index]
             ids, labels = collate(batch, pad)
@@ -92,13 +105,20 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            seconds = time.perf_counter() - started
             row = {"step": step + 1, "loss": round(loss.item(), 6), **{k: round(v, 6) for k, v in values.items()}}
             if val and ((step + 1) % config.eval_interval == 0 or step + 1 == config.steps):
                 result = {f"val/{k}": round(v, 6) for k, v in evaluate(policy, reference, val, pad, config).items()}
                 row.update(result)
-            if (step + 1) % config.log_interval == 0 or step + 1 == config.steps or "val/loss" in row:
+            logged = (step + 1) % config.log_interval == 0 or step + 1 == config.steps or "val/loss" in row
+            if logged:
                 metrics.write(row)
                 log(" ".join(f"{k} {v}" for k, v in row.items()))
+            if report and (logged or time.monotonic() - reported >= REPORT_SECONDS):
+                reported = time.monotonic()
+                report({"step": step + 1, "steps": config.steps, "loss": row["loss"],
+                        "tokens_per_s": round(ids.numel() / seconds),
+                        **({"val_loss": row["val/loss"]} if "val/loss" in row else {})})
     finally:
         metrics.close()
     checkpoint.save(out_dir, config.steps, {"model": policy.state_dict()},

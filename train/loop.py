@@ -73,6 +73,10 @@ class TrainConfig(BaseModel):
         return self
 
 
+REPORT_SECONDS = 2.0  # the longest a `report` callback waits for a step between logged ones
+_REPORTED = ("step", "loss", "tokens_per_s", "val_loss")
+
+
 class TrainingError(RuntimeError):
     """The loss went bad: NaN, infinite, or a spike. The message names the step."""
 
@@ -163,13 +167,16 @@ def run_distributed(config: TrainConfig, job) -> dict:
 
 
 def fit(model: Llama, loader, out_dir: str, config: TrainConfig, dist: Distributed, device: str, log, *,
-        validate=None, meta: dict, tokenizer: str | None = None, stop_at: int | None = None) -> dict:
+        validate=None, meta: dict, tokenizer: str | None = None, stop_at: int | None = None, report=None) -> dict:
     """The training loop every trainer here shares: `loader` gives (inputs, targets) batches and
     saves its position (TokenLoader's interface); `validate(model, autocast)` gives a loss.
     Resumes from the newest checkpoint in `out_dir` (a local path or an fsspec URL), which must
     have been trained with the same settings; `meta` goes into every checkpoint's config, and a
     copy of the `tokenizer` file into its folder. `stop_at` ends this call after that step, with a
-    checkpoint, as if the job were stopped there (the schedule still runs to the configured length)."""
+    checkpoint, as if the job were stopped there (the schedule still runs to the configured length).
+    `report`, when given, is called on the first rank with `{"step", "steps", "loss", "tokens_per_s"}`
+    (and `val_loss` when validated) at each logged step and at least every REPORT_SECONDS: a run's
+    progress (the pipeline's training stages forward it to the driver)."""
     out_dir = str(out_dir)
     model.train()
     parallel = wrap(model, config, dist, device)
@@ -187,6 +194,9 @@ def fit(model: Llama, loader, out_dir: str, config: TrainConfig, dist: Distribut
     metrics = MetricsLog(storage.join(out_dir, "metrics.jsonl")) if dist.main else None
     recent: list[float] = []
     summary: dict = {"step": start}
+    reported = time.monotonic()
+    if report and dist.main:
+        report({"step": start, "steps": steps})
     try:
         for step in range(start, min(steps, stop_at or steps)):
             started = time.perf_counter()
@@ -202,9 +212,13 @@ def fit(model: Llama, loader, out_dir: str, config: TrainConfig, dist: Distribut
                        "mfu": round(flops_per_step / seconds / peak, 4) if peak else None}
             if validate and ((step + 1) % config.eval_interval == 0 or step + 1 == steps):
                 summary["val_loss"] = round(dist.mean(validate(trained, autocast), device), 6)
-            if metrics and ((step + 1) % config.log_interval == 0 or "val_loss" in summary or step == start):
+            logged = (step + 1) % config.log_interval == 0 or "val_loss" in summary or step == start
+            if metrics and logged:
                 metrics.write(summary)
                 log(" ".join(f"{k} {v}" for k, v in summary.items()))
+            if report and dist.main and (logged or step + 1 == steps or time.monotonic() - reported >= REPORT_SECONDS):
+                reported = time.monotonic()
+                report({"steps": steps, **{k: v for k, v in summary.items() if k in _REPORTED}})
             if (step + 1) % config.checkpoint_interval == 0 or step + 1 in (steps, stop_at):
                 _save(out_dir, step + 1, parallel, optimizer, scheduler, loader, {"train": config.model_dump(mode="json"),
                                                                                   **meta}, dist, tokenizer)

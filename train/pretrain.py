@@ -22,9 +22,10 @@ from crawl2model.train.tokens import load_index
 
 
 def train(tokens_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, log=print,
-          stop_at: int | None = None) -> dict:
+          stop_at: int | None = None, report=None) -> dict:
     """Train (or resume) on the token shards in `tokens_dir`, writing checkpoints and metrics.jsonl
-    to `out_dir` (`stop_at`: end this call after that step). Returns the last step's summary."""
+    to `out_dir` (`stop_at`: end this call after that step). Returns the last step's summary.
+    `report`: the progress callback of `loop.fit`."""
     def job(dist: Distributed, device: str) -> dict:
         index = load_index(tokens_dir)
         tokens = index.root
@@ -38,7 +39,7 @@ def train(tokens_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, l
             tokens, "val", config.seq_len, 1, shuffle=False), config, autocast, device)) if has_val else None
         meta = {"model": model_config.to_dict(), "tokenizer_sha256": index.tokenizer_sha256}
         return fit(model, loader, str(out_dir), config, dist, device, log, validate=validate, meta=meta,
-                   tokenizer=index.tokenizer, stop_at=stop_at)
+                   tokenizer=index.tokenizer, stop_at=stop_at, report=report)
 
     return run_distributed(config, job)
 

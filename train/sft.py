@@ -65,10 +65,12 @@ def pack(examples: list[tuple[list[int], list[int]]], max_len: int, pad: int) ->
 
 
 def train_sft(start: str | Path, data: list[str | Path], tokenizer_file: str | Path, out_dir: str | Path,
-              config: TrainConfig, *, val_fraction: float = 0.05, log=print, stop_at: int | None = None) -> dict:
+              config: TrainConfig, *, val_fraction: float = 0.05, log=print, stop_at: int | None = None,
+              report=None) -> dict:
     """Fine-tune the model of checkpoint `start` on the conversations in `data` (config.seq_len is
     the packed row length; config.model is unused: the model is the checkpoint's). Resumes from
-    the newest checkpoint in `out_dir`; returns the last step's summary."""
+    the newest checkpoint in `out_dir`; returns the last step's summary. `report`: the progress
+    callback of `loop.fit`, also told `{"message": ...}` of the examples skipped or cut."""
     from tokenizers import Tokenizer
 
     from crawl2model.train.pretrain import load_model
@@ -86,11 +88,15 @@ def train_sft(start: str | Path, data: list[str | Path], tokenizer_file: str | P
         examples, skipped = read_examples(data, chat)
         if skipped:
             log(f"skipped {sum(skipped.values())} examples: {list(skipped)[:5]}")
+            if report and dist.main:
+                report({"message": f"skipped {sum(skipped.values()):,} examples: {'; '.join(list(skipped)[:3])}"})
         random.Random(config.seed).shuffle(examples)
         held = int(len(examples) * val_fraction)
         pad = tokenizer.token_to_id(PAD) or 0
         inputs, labels, cut = pack(examples[held:], config.seq_len, pad)
         log(f"{len(examples) - held} training examples in {len(inputs)} rows of {config.seq_len} ({cut} cut)")
+        if cut and report and dist.main:
+            report({"message": f"{cut:,} of {len(examples) - held:,} training examples cut to {config.seq_len} tokens"})
         loader = RowLoader(inputs, labels, config.batch_size, seed=config.seed, rank=dist.rank, world=dist.world,
                            name="sft examples")
         validate = None
@@ -100,6 +106,6 @@ def train_sft(start: str | Path, data: list[str | Path], tokenizer_file: str | P
                 trained, RowLoader(val_inputs, val_labels, 1, shuffle=False), config, autocast, device)
         meta = {"model": model.config.to_dict(), "aligned": "sft", "tokenizer_sha256": saved.get("tokenizer_sha256")}
         return fit(model, loader, str(out_dir), config, dist, device, log, validate=validate, meta=meta,
-                   tokenizer=str(tokenizer_file), stop_at=stop_at)
+                   tokenizer=str(tokenizer_file), stop_at=stop_at, report=report)
 
     return run_distributed(config, job)

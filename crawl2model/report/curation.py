@@ -20,6 +20,7 @@ DEDUP_TYPES = ("exact_dedup", "minhash_dedup")
 SCORE_TYPES = ("quality_classifier", "toxicity_classifier")
 RULE = re.compile(r"([A-Za-z_]\w*?)\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)$")
 # a measured drop_detail: "1502963 bytes > max_html_bytes 1000000" (value, comparison, limit)
+MEASURED = re.compile(r"^[\w.]+=\S+ (<=|>=|<|>) ")  # a filter's `alpha_words=0.62 < 0.8`: its histogram is in stats.json
 DETAIL = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\D.*?(<=|>=|<|>)\D*?(-?\d+(?:\.\d+)?)\s*$")
 TOP_REASONS = 12  # per stage; the rest are summed as "other"
 MIN_VALUES = 5  # measured details a histogram needs (fewer are listed)
@@ -128,7 +129,7 @@ def details(run: Run) -> str:
             continue
         by_reason: dict[str, list[str]] = {}
         for reason, detail in zip(sample["drop_reason"].to_pylist(), sample["drop_detail"].to_pylist()):
-            if detail:
+            if detail and not MEASURED.match(detail):  # a filter's value: drawn above from all documents
                 by_reason.setdefault(reason, []).append(detail)
         for reason, found in sorted(by_reason.items()):
             parsed = [m.groups() for m in map(DETAIL.match, found) if m]

@@ -119,7 +119,7 @@ def test_a_manifest_that_cannot_be_written_does_not_hide_the_runs_error(tmp_path
 
     (tmp_path / "file").write_text("not a folder")
     config, _ = parse_config({"name": "x", "output_dir": str(tmp_path / "file" / "run"),
-                              "input": {"sample": {"documents": 40}}})
+                              "input": {"sample": {"documents": 40}}, "stages": [{"name": "extract", "type": "extract"}]})
     manifest = Manifest(stages={"read": ManifestEntry(status="running", fingerprint="f")})
     error = OSError(errno.ENOSPC, f"no space left on device while writing {tmp_path}/x.parquet")
     _record_failure(config, manifest, error)

@@ -4,6 +4,7 @@ before the kill is done again. (Killing the whole run, driver and Ray, is in
 tests/pipeline/test_runner.py; a node of a cluster, in tests/pipeline/test_cluster.py.)"""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -88,3 +89,29 @@ def test_a_killed_worker_is_replaced_and_the_run_ends_as_an_undisturbed_one(loca
     run(straight_config, nodes, show_progress=False)
     assert outputs(tmp_path / "killed") == outputs(tmp_path / "straight")
     assert len(outputs(tmp_path / "straight")) > 30
+
+
+def test_ctrl_c_stops_the_run_says_how_to_resume_and_the_rerun_redoes_nothing(local_ray, killer, tmp_path):
+    crawl = [str(p) for p in write_sample_crawl(tmp_path / "crawl", seed=7, documents=120, files=3)]
+    path = config(tmp_path, crawl, "stopped")
+    process = start(path)
+    try:
+        done = tmp_path / "stopped/stages/slow/_done"
+        wait_for_done(done, 2)
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends: to the driver
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            killer(process)
+    text = output.decode()
+    assert process.returncode == 130, text[-2000:]
+    assert f"stopped. What finished is kept: `pipeline run {path}` resumes where this run stopped." in text
+    assert "Traceback" not in text
+    manifest = json.loads((tmp_path / "stopped/manifest.json").read_text())
+    assert {entry["status"] for entry in manifest["stages"].values()} <= {"done", "pending"}  # nothing failed
+    before = {p.name: p.stat().st_mtime_ns for p in done.glob("*.json")}
+
+    again = subprocess.run([sys.executable, "-m", "crawl2model.cli", "run", str(path), "--no-progress"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert {p.name: p.stat().st_mtime_ns for p in done.glob("*.json") if p.name in before} == before

@@ -67,3 +67,15 @@ class Slow(Stage):
     def process(self, batch: pa.Table) -> pa.Table:
         time.sleep(self.config.seconds)
         return batch
+
+
+class Mixed(Stage):
+    """A stage with a bug: one row at a time, it adds a column whose type depends on the row (a
+    number for long texts, text for short ones), so the rows of a shard cannot be put together."""
+
+    type_name = "mixed"
+    batch_size = 1
+
+    def process(self, batch: pa.Table) -> pa.Table:
+        text = batch.column("text")[0].as_py() or ""
+        return batch.append_column("measure", pa.array([len(text)] if len(text) > 20 else [text]))

@@ -189,3 +189,13 @@ def test_lists_dir_is_required_and_must_exist(tmp_path):
         BadWordsConfig(lists_dir=str(tmp_path), max_badword_ratio=1.5)
     with pytest.raises(ValidationError, match="extra"):
         BadWordsConfig(lists_dir=str(tmp_path), max_ratio=0.1)
+
+
+@pytest.mark.shared
+def test_drop_detail_names_the_ratio_the_limit_and_the_words(stage):
+    out = stage(pa.table({"text": [doc("ass", 1, 100), doc("ass", 2, 99), "2 girls 1 cup and ass " + doc(FILLER, 0, 60)]}))
+    assert out.column("drop_detail").to_pylist() == [
+        None,
+        "ratio=0.0202 > 0.01; flagged: ass×2",  # 2 / 99
+        "ratio=0.0758 > 0.01; flagged: 2 girls 1 cup, ass",  # 5 of 66 words: the phrase counts all its words
+    ]

@@ -122,7 +122,7 @@ def test_bad_input_and_histograms():
     assert stage.clean("Bad \ud800 surrogate here. " * 5)[1] is None
     broken = pa.array([b"a \xed\xa0\x80 b."], pa.binary()).view(pa.string())
     assert C4Quality().process(pa.table({"text": broken})).to_pylist() == [
-        {"text": "a \ufffd\ufffd\ufffd b.", "drop_reason": "c4_quality:sentences<5"}]
+        {"text": "a \ufffd\ufffd\ufffd b.", "drop_reason": "c4_quality:sentences<5", "drop_detail": "sentences=1 < 5"}]
 
 
 @pytest.mark.shared
@@ -149,3 +149,13 @@ def test_languages_without_rules_pass_and_are_counted():
     assert out.column("drop_reason").to_pylist() == [None, "c4_quality:sentences<5"]
     assert out.column("text").to_pylist()[0] == japanese
     assert stage.counters["passed:no_rules_for:ja"] == 1
+
+
+def test_drop_detail_names_the_sentences_or_the_line():
+    four = "One sentence here. Two sentence here. Three here. Four here."
+    long_line = "Some words come first. " * 10 + "Then the code {{ x: 1 }} closes it."
+    out = C4Quality().process(pa.table({"text": [FIVE, four, f"{FIVE}\nLorem ipsum dolor sit amet.", f"{FIVE}\n{long_line}"]}))
+    details = out.column("drop_detail").to_pylist()
+    assert details[:3] == [None, "sentences=4 < 5", "line: 'Lorem ipsum dolor sit amet.'"]
+    # a long line is cut around what the rule found, so the bracket stays in view
+    assert details[3].startswith("line: '…") and "{ x: 1 }" in details[3] and len(details[3]) < 100

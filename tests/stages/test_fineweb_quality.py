@@ -87,7 +87,8 @@ def test_bad_input_and_histograms():
     # invalid UTF-8 in an Arrow column (a lone surrogate written through) is read as U+FFFD
     broken = pa.array([b"a \xed\xa0\x80 b."], pa.binary()).view(pa.string())
     out = FineWebQuality().process(pa.table({"text": broken}))
-    assert out.to_pylist() == [{"text": "a \ufffd\ufffd\ufffd b.", "drop_reason": "fineweb_quality:short_line_ratio>0.67"}]
+    assert out.to_pylist() == [{"text": "a \ufffd\ufffd\ufffd b.", "drop_reason": "fineweb_quality:short_line_ratio>0.67",
+                               "drop_detail": "short_line_ratio=1 > 0.67"}]
 
 
 def test_language_column_is_used():
@@ -105,3 +106,10 @@ def test_agrees_with_datatrove(extracted_pages, compare_with_datatrove):
     *_, rate = compare_with_datatrove("fineweb_quality", FineWebQuality(), FineWebQualityFilter(), texts)
     assert rate >= 0.99
 
+
+
+def test_drop_detail_names_the_measured_value_and_threshold():
+    below = "\n".join(prose(i) + ("." if i < 2 else "") for i in range(25))  # 2 of 25 lines punctuated
+    at = "\n".join(prose(i) + ("." if i < 3 else "") for i in range(25))
+    out = FineWebQuality().process(pa.table({"text": [below, at, ""]}))
+    assert out.column("drop_detail").to_pylist() == ["line_punct_ratio=0.08 < 0.12", None, None]  # empty: nothing measured

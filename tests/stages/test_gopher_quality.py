@@ -191,3 +191,18 @@ def test_symbols_are_datatrove_punctuation():
     from crawl2model.stages._text import PUNCTUATION
 
     assert set(PUNCTUATION) == PUNCTUATION_SET and len(PUNCTUATION) == len(PUNCTUATION_SET)
+
+
+def details(texts, **options):
+    stage = GopherQuality(GopherQualityConfig(**options))
+    return stage.process(pa.table({"text": texts})).column("drop_detail").to_pylist()
+
+
+def test_drop_detail_names_the_measured_value_and_threshold():
+    # only removed rows carry one: the value of the rule that fired, compared with its threshold
+    assert details([text(60), text(49), text(80) + " 123" * 40]) == [
+        None, "words=49 < 50", "alpha_words=0.667 < 0.8"]
+    # rounding never hides why: 79999 / 100000 reads 0.8 at 3 digits, so more are shown
+    assert details([text(79_999) + " 123" * 20_001]) == ["alpha_words=0.79999 < 0.8"]
+    no_rules = GopherQuality().process(pa.table({"text": [text(10)], "language": ["zh"]}))
+    assert no_rules.column("drop_detail").to_pylist() == [None]  # passed, never judged

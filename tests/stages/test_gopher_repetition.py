@@ -189,3 +189,12 @@ def test_agreement_with_datatrove(extracted_pages, compare_with_datatrove):
     *_, rate = compare_with_datatrove("gopher_repetition", GopherRepetition(), GopherRepetitionFilter(), texts)
     assert rate >= 0.99
 
+
+
+def test_drop_detail_names_the_measured_value_and_threshold():
+    stage = GopherRepetition()
+    doc = "\n\n".join([*(" ".join(unique_words(f"p{i}", 40)) for i in range(12)), *["Read more"] * 8])
+    out = stage.process(pa.table({"text": [doc, " ".join(unique_words("k", 60)), ""]}))
+    assert out.column("drop_reason").to_pylist() == ["gopher_repetition:dup_para_frac>0.3", None, "gopher_repetition:empty"]
+    # 7 repeats of 20 paragraphs; an empty text has nothing measured to show
+    assert out.column("drop_detail").to_pylist() == ["dup_para_frac=0.35 > 0.3", None, None]

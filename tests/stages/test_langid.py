@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from crawl2model.pipeline.config import ConfigError
 
 from crawl2model.catalog import parse_config
-from crawl2model.pipeline.stage import DROP_REASON
+from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON
 from crawl2model.stages.langid import LangId, LangIdConfig, default_model_path
 
 SENTENCES = {
@@ -53,7 +53,7 @@ def test_columns_and_types_and_other_columns_pass_through(stage):
                       "score": pa.array([0.5, 1.5], pa.float32())})
     out = stage.process(table)
     assert out.num_rows == 2
-    assert out.column_names == ["id", "text", "label", "score", "language", "language_score", DROP_REASON]
+    assert out.column_names == ["id", "text", "label", "score", "language", "language_score", DROP_REASON, DROP_DETAIL]
     assert out.schema.field("language").type == pa.string()
     assert out.schema.field("language_score").type == pa.float64()
     for name in ["id", "text", "label", "score"]:
@@ -103,6 +103,15 @@ def test_low_score_is_reported_before_the_language_rule():
     assert out[DROP_REASON] == ["langid:score<0.99"]
 
 
+def test_drop_detail_names_the_score_or_the_language(stage):
+    s = make_stage(languages=["en"], min_score=0.99)
+    out = run(s, ["Auf Wiedersehen hello", "Das Haus ist hello ok", ""])
+    low, other = out["language_score"][:2]
+    assert out[DROP_DETAIL] == [f"language_score={low:.3g} < 0.99 (language=de)",
+                                f"language=de not in [en] (language_score={other:.3g})", None]  # empty: nothing measured
+    assert run(stage, [SENTENCES["en"]])[DROP_DETAIL] == [None]  # kept
+
+
 @pytest.mark.parametrize("text", ["", "   ", "\n\t \r\n", None])
 def test_empty_text_is_removed_with_null_language(stage, text):
     out = run(stage, [text, SENTENCES["en"]])
@@ -113,7 +122,7 @@ def test_empty_text_is_removed_with_null_language(stage, text):
 
 def test_empty_batch(stage):
     out = stage.process(pa.table({"text": pa.array([], pa.string())}))
-    assert out.num_rows == 0 and out.column_names == ["text", "language", "language_score", DROP_REASON]
+    assert out.num_rows == 0 and out.column_names == ["text", "language", "language_score", DROP_REASON, DROP_DETAIL]
 
 
 def test_lone_surrogates_do_not_crash(stage):
@@ -250,7 +259,7 @@ def test_bad_options_are_rejected():
 
 
 def test_config_loading_names_the_model_key(tmp_path):
-    raw = {"name": "t", "output_dir": str(tmp_path / "run"), "input": {"sample": {"documents": 10, "files": 1}},
+    raw = {"name": "t", "output_dir": str(tmp_path / "run"), "input": {"sample": {"documents": 40, "files": 1}},
            "stages": [{"name": "extract", "type": "extract"},
                       {"name": "lang", "type": "langid", "model": str(tmp_path / "missing.bin")}]}
     with pytest.raises(ConfigError) as info:

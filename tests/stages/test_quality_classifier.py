@@ -78,3 +78,13 @@ def test_model_problems_are_config_errors(hq_model, tmp_path):
         QualityClassifierConfig(model=hq_model, label="spam")
     assert QualityClassifierConfig(model=hq_model).label == "hq"  # from model.json
     assert QualityClassifierConfig(model=hq_model, label="lq").label == "lq"
+
+
+def test_drop_detail_names_the_score_and_the_threshold(hq_model, labelled_texts):
+    rows = labelled_texts(40, seed=7)
+    out = stage(hq_model, min_score=0.5).process(pa.table({"text": [r["text"] for r in rows] + [""]}))
+    scores, details = out.column("quality_score").to_pylist(), out.column("drop_detail").to_pylist()
+    assert details[-1] is None  # empty: no score to show
+    for score, detail in zip(scores[:-1], details):
+        assert detail == (f"quality_score={score:.3g} < 0.5" if score < 0.5 else None)
+    assert any(details)

@@ -17,3 +17,10 @@ def test_removes_above_max_score_and_one_bad_paragraph_suffices(hq_model, labell
     assert by_paragraph.config.aggregate == "max"
     scores = by_paragraph(pa.table({"text": texts})).column("toxicity_score").to_pylist()
     assert scores[2] == max(by_document.classifier.score([rows[2]["text"], rows[3]["text"]]))
+
+
+def test_drop_detail_names_the_score_and_the_threshold(hq_model, labelled_texts):
+    rows = labelled_texts(4, seed=5)
+    out = ToxicityClassifier(ToxicityClassifierConfig(model=hq_model, label="lq"))(pa.table({"text": [rows[0]["text"], rows[1]["text"]]}))
+    score = out.column("toxicity_score").to_pylist()[1]
+    assert out.column("drop_detail").to_pylist() == [None, f"toxicity_score={score:.3g} > 0.5"]

@@ -74,7 +74,7 @@ def test_apply_stage_mistakes_are_config_errors(labelled_texts, tmp_path, stage,
 
 
 def test_a_missing_training_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"stages\[0\]\.sources: Value error, sources\[0\]: no file matches"):
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.sources: sources\[0\]: no file matches"):
         parse_config(stages_config(tmp_path, tmp_path / "absent.jsonl"))
 
 

@@ -175,3 +175,13 @@ def test_config_checks_files_and_entries(tmp_path):
         UrlFilterConfig()
     with pytest.raises(ValidationError, match="extra"):
         UrlFilterConfig(domains=["a.org"], domain_files=["x"])
+
+
+def test_drop_detail_says_what_matched(stage):
+    out = stage(pa.table({"url": ["http://a.b.example.com/x", "http://example.com", "http://a.org/%63asino",
+                                  "http://a.org/CASINO", "http://fine.org/"]}))
+    assert out.column("drop_detail").to_pylist() == [
+        "host=a.b.example.com under example.com", "host=example.com is listed",
+        "'casino' in the url percent-decoded", "'casino' in the url", None]
+    no_urls = stage(pa.table({"text": ["t"]}))
+    assert no_urls.column("drop_detail").to_pylist() == [None]
