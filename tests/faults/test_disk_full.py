@@ -141,8 +141,9 @@ RUN_ON_A_FULL_DISK = """
 @pytest.mark.slow
 def test_a_run_that_fills_the_disk_says_which_file_and_leaves_no_temporaries(tmp_path):
     """A whole `pipeline run` (its own Ray) whose output_dir is a 1 MiB disk and whose shards need
-    about 3 MiB: it ends with a non-zero code and one last line naming the file and the full disk,
-    no temporary file anywhere, and a manifest where the failing stage failed, with the same line."""
+    about 3 MiB: it ends with a non-zero code and one error line naming the stage, the unit, the
+    file and the full disk, then what to do; no temporary file anywhere, and a manifest where the
+    failing stage failed, with the same error."""
     import random
     import string
 
@@ -162,11 +163,13 @@ def test_a_run_that_fills_the_disk_says_which_file_and_leaves_no_temporaries(tmp
     done = on_a_tiny_disk(disk, RUN_ON_A_FULL_DISK.format(tmp=tmp_path, python=sys.executable, disk=disk),
                           timeout=300, pythonpath=str(ROOT / "tests" / "pipeline"))  # example_stages
     stderr = (tmp_path / "stderr.txt").read_text()
-    last = stderr.strip().splitlines()[-1]
+    lines = stderr.strip().splitlines()
+    last = next((line for line in lines if line.startswith("error: ")), lines[-1])
     assert done.returncode not in (0, 124, 137), done.stderr + stderr[-3000:]
     left = [p.relative_to(after) for p in after.rglob("*") if ".tmp-" in p.name]
     assert left == [], f"temporary files left: {left}"
-    assert last.startswith("error: stage '") and " failed: no space left on device while writing " in last, stderr[-3000:]
+    assert last.startswith("error: stage '") and ": no space left on device while writing " in last, stderr[-3000:]
+    assert lines[lines.index(last) + 1].startswith("  free some space, then `pipeline run ")
     written = last.split(" while writing ", 1)[1]
     assert written.startswith(f"{output_dir}/stages/") and written.endswith(".parquet")
 
@@ -174,4 +177,5 @@ def test_a_run_that_fills_the_disk_says_which_file_and_leaves_no_temporaries(tmp
     stages = json.loads((after / "run" / "manifest.json").read_text())["stages"]
     assert "running" not in [s["status"] for s in stages.values()], stages
     failed = {name: s for name, s in stages.items() if s["status"] == "failed"}
-    assert len(failed) == 1 and last == f"error: stage '{next(iter(failed))}' failed: {next(iter(failed.values()))['error']}"
+    (name, entry), = failed.items()
+    assert last.startswith(f"error: stage '{name}' failed on ") and last.endswith(f": {entry['error']}")
