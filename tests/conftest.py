@@ -406,7 +406,8 @@ def object_store(tmp_path_factory):
     ports = {"master.port": free_port(), "volume.port": free_port(), "filer.port": free_port()}
     process = subprocess.Popen(
         [weed, "server", f"-dir={root}", "-s3", f"-s3.port={s3_port}", f"-s3.config={root / 's3.json'}",
-         "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *(f"-{k}={v}" for k, v in ports.items())],
+         "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *(f"-{k}={v}" for k, v in ports.items()),
+         "-s3.port.iceberg=0", "-s3.port.lance=0"],  # off: their fixed ports would collide with a second test session's
         stdout=open(root / "weed.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     options = {"endpoint_url": f"http://127.0.0.1:{s3_port}", **credentials, "use_listings_cache": False}
     import s3fs
