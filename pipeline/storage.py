@@ -64,7 +64,12 @@ def absolute(path: str, root: str) -> str:
 
 
 def filesystem(path: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The file system of a path or URL, and the path within it."""
+    """The file system of a path or URL, and the path within it. A plain local path (no protocol,
+    no chain, not `data:`) gets what `url_to_fs` would give, without parsing it as a URL: a run's
+    driver asks this of every record and file it reads, millions of times at a crawl's scale."""
+    if isinstance(path, str) and "://" not in path and "::" not in path and not path.startswith("data:"):
+        fs = fsspec.filesystem("file")
+        return fs, fs._strip_protocol(path)
     return fsspec.core.url_to_fs(path)
 
 
@@ -129,7 +134,8 @@ def sha256_bytes(data: bytes) -> str:
 
 def sha256_of(path: str) -> str:
     digest = hashlib.sha256()
-    with fsspec.open(path, "rb") as fh:
+    fs, local = filesystem(path)
+    with fs.open(local, "rb") as fh:
         for block in iter(lambda: fh.read(2**22), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -243,13 +249,19 @@ def remove_tree(path: str) -> None:
 
 
 def expand_inputs(patterns: list[str], storage_options: dict[str, Any]) -> list[str]:
-    """Local paths or fsspec URLs, with globs expanded, sorted and without repeats."""
+    """Local paths or fsspec URLs, with globs expanded, sorted and without repeats: the files, not
+    the folders. A glob's matches are told apart by its own listing, not by a call per match (a
+    request per object on an object store); only a match listed as neither file nor folder (a
+    local symbolic link) is asked where it leads. A path without a wildcard costs one call."""
     found: set[str] = set()
     for pattern in patterns:
         fs, path = fsspec.core.url_to_fs(pattern, **storage_options)
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        matches = fs.glob(path) if any(c in path for c in GLOB_CHARS) else ([path] if fs.exists(path) else [])
+        if any(c in path for c in GLOB_CHARS):
+            matches = [match for match, info in fs.glob(path, detail=True).items()
+                       if info.get("type") == "file" or (info.get("type") != "directory" and fs.isfile(match))]
+        else:
+            matches = [path] if fs.isfile(path) else []  # False too for what does not exist
         for match in matches:
-            if fs.isfile(match):
-                found.add(match if protocol == "file" else fs.unstrip_protocol(match))
+            found.add(match if protocol == "file" else fs.unstrip_protocol(match))
     return sorted(found)
