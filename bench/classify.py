@@ -106,6 +106,7 @@ def run_c2m(paths: list[str], model: Path, tmp: Path, cpus: int) -> tuple[float,
     from crawl2model.pipeline import storage
     from crawl2model.catalog import parse_config
     from crawl2model.pipeline.runner import connect, run
+    from crawl2model.pipeline.summary import stage_files
 
     config, nodes = parse_config(c2m_config(paths, model, str(tmp / "c2m"), cpus))
     connect(config, address=None)
@@ -116,7 +117,7 @@ def run_c2m(paths: list[str], model: Path, tmp: Path, cpus: int) -> tuple[float,
         inproc = time.perf_counter() - started
     finally:
         ray.shutdown()
-    kept = manifest.stages["toxicity"].kept
+    kept = stage_files(config.output_dir, manifest.stages["toxicity"]).kept
     scored = storage.read_parquet_files([storage.absolute(f.path, config.output_dir) for f in kept],
                                        ["text", "toxicity_score"])
     config_path = tmp / "c2m.yaml"

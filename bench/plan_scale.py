@@ -22,14 +22,16 @@ allocations, and, at --profile's size, under cProfile:
   resume         the same driver start again: every unit of read and extract is done
                  (_announce lists and reads every done record)
   finish         summary.finish(read), then (extract), each followed by the manifest's write,
-                 as `_run_chain` does at a chain's end; the manifest's size is reported
+                 as `_run_chain` does at a chain's end; the sizes of the manifest and of
+                 extract's listing of its shards (files.parquet) are reported
   rerun, verify  the driver start with read and extract done in the manifest: make_plan checks
                  the size and sha256 of every file they wrote (the files are empty: this is the
                  per-file cost; the bytes' cost is sha256's rate, measured separately)
   rerun, no verify  the same with verify=False (sizes only)
   next units     runner._input_units of `quality`: the shards its chain reads (extract's records)
   dedup jobs     global_stage.phase_jobs of dedup's `signatures` phase over extract's shards (the
-                 tasks `_run_phases` submits), and the pickled size of one task's PhaseContext
+                 tasks `_run_phases` submits), the pickled size of the PhaseContext (put in the
+                 object store once) and of one task's own arguments
 
 Filesystem calls are counted per step (the outermost fsspec call: info, isfile, exists, ls, glob,
 _open, ...; records written with sync go through os directly and are not counted).
@@ -286,7 +288,8 @@ def child(files: int, shards_per_file: int, fs_kind: str, root: str, profile: bo
             _write_manifest(state["config"], manifest)
         state["finished"] = manifest
         return {"manifest_bytes": storage.size(manifest_path(run_dir)),
-                "stats_bytes": storage.size(storage.join(state["plan"].node("extract").directory, "stats.json"))}
+                "stats_bytes": storage.size(storage.join(state["plan"].node("extract").directory, "stats.json")),
+                "listing_bytes": storage.size(storage.join(state["plan"].node("extract").directory, "files.parquet"))}
 
     steps.append(measure("finish read+extract", finish_stages, profile))
 
@@ -313,7 +316,9 @@ def child(files: int, shards_per_file: int, fs_kind: str, root: str, profile: bo
         context = global_stage.PhaseContext(storage.join(dedup.directory, "phases"), 4096, tuple(u for u, _ in shards_in),
                                             tuple(p for _, p in shards_in), dedup.artifact_dir, dedup.name)
         jobs = global_stage.phase_jobs(phase, context, shards_in)
-        return {"jobs": len(jobs), "task_context_bytes": len(pickle.dumps(jobs[-1][0]))}
+        ctx, unit, path = jobs[-1]  # the context goes to the object store once; a task gets its shard and paths
+        return {"jobs": len(jobs), "context_bytes": len(pickle.dumps(context)),
+                "task_args_bytes": len(pickle.dumps((ctx.shard, ctx.partition, unit, path)))}
 
     steps.append(measure("dedup jobs", dedup_jobs, profile))
     return {"files": files, "shards": written["extract_units"], "shards_per_file": shards_per_file, "fs": fs_kind,
@@ -398,6 +403,9 @@ def table(runs: list[dict]) -> str:
         lines.append(f"{name:<20}{cells}")
     lines.append(f"{'manifest bytes':<20}" + "".join(
         f"{next(s for s in r['steps'] if s['step'] == 'finish read+extract')['manifest_bytes']:>21,}" for r in runs))
+    lines.append(f"{'listing bytes':<20}" + "".join(
+        f"{next(s for s in r['steps'] if s['step'] == 'finish read+extract').get('listing_bytes') or 0:>21,}"
+        for r in runs))
     lines.append(f"{'peak RSS MB':<20}" + "".join(f"{r['rss_peak_mb']:>21,.0f}" for r in runs))
     lines.append("")
     lines.append(f"{'fs calls':<20}" + "".join(f"{r['files']:>15,} files" for r in runs))

@@ -471,7 +471,8 @@ def _print_status(run_dir: str, manifest) -> None:
         docs_in, docs_out = entry.docs_in, entry.docs_out
         state = entry.status + (" (cached)" if entry.cached else "")
         table.add_row(name, state, _n(docs_in), _n(docs_out),
-                      _n(docs_in - docs_out if docs_in is not None else None), _n(len(entry.kept)),
+                      _n(docs_in - docs_out if docs_in is not None else None),
+                      _n(entry.listing.shards if entry.listing else 0),
                       "" if entry.wall_seconds is None else str(entry.wall_seconds))
     console.print(table)
 

@@ -57,6 +57,7 @@ class DoneRecord(Record):
     counters: dict[str, int] = {}
     histograms: Histograms = {}
     skipped: str | None = None  # the reader: why the file could not be read at all
+    host: str = ""  # the machine that did it: on a cluster, which node wrote these files
     started: float = 0.0
     finished: float = 0.0
 
@@ -71,6 +72,7 @@ class PhaseRecord(Record):
     files: list[FileInfo] = []
     counters: dict[str, int] = {}
     histograms: Histograms = {}
+    host: str = ""
     started: float = 0.0
     finished: float = 0.0
 
@@ -111,6 +113,21 @@ class StageStats(Record):
     artifact: list[FileInfo] | None = None  # a stage that makes a model, a tokenizer, token shards
 
 
+class Listing(Record):
+    """Where a finished stage lists its shards, once: `stages/<name>/files.parquet` (read with
+    summary.stage_files), named here with its size and sha256 (so the manifest, and the report's
+    key, change when any shard listed does) and what it counts. The manifest stays a few hundred
+    bytes per stage however many shards a stage wrote."""
+
+    path: str  # relative to the run directory
+    bytes: int
+    sha256: str
+    shards: int = 0  # kept shards
+    removed: int = 0  # shards of removed documents
+    files: int = 0  # all the files listed
+    files_bytes: int = 0  # and their bytes together
+
+
 class ManifestEntry(Record):
     status: Literal["pending", "running", "done", "failed"] = "pending"
     fingerprint: str
@@ -120,14 +137,19 @@ class ManifestEntry(Record):
     docs_in: int | None = None
     docs_out: int | None = None
     wall_seconds: float | None = None
-    kept: list[FileInfo] = []
-    removed: list[FileInfo] = []
+    # a finished stage's shards, listed in a file of their own. An entry written by an older version
+    # listed them inline (`kept`, `removed`): those are ignored, it reads as a stage without a
+    # listing, and so as stale: the stage runs again (no migration)
+    listing: Listing | None = None
+    # the files under its artifact folder (a tokenizer, a model's checkpoints): a few per stage,
+    # however large the corpus, so listed here (with their sizes; sha256 left empty)
     artifact: list[FileInfo] = []
     error: str | None = None  # a failed stage: why, in one line
 
 
 class Manifest(Record):
-    """`manifest.json`: per stage, in DAG order, its fingerprint, status and files."""
+    """`manifest.json`: per stage, in DAG order, its fingerprint, status and, once done, where its
+    files are listed."""
 
     name: str = ""
     config_fingerprint: str = ""

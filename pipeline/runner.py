@@ -12,17 +12,19 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
 from crawl2model.pipeline import records, storage
+from crawl2model.pipeline.cluster import UnreachableError, check_nodes_reach
 from crawl2model.pipeline.config import RunConfig, source_node
 from crawl2model.pipeline.global_stage import PhaseContext, phase_jobs
 from crawl2model.pipeline.lock import RunLock
@@ -30,7 +32,7 @@ from crawl2model.pipeline.plan import (SOURCE, StageNode, ancestors, descendants
                                        source_inputs)
 from crawl2model.pipeline.progress import Progress
 from crawl2model.pipeline.records import DoneRecord, FileInfo, Manifest, ManifestEntry, ShardOutput, StageStats
-from crawl2model.pipeline.summary import finish, manifest_path, write_manifest
+from crawl2model.pipeline.summary import ListingError, finish, manifest_path, stage_files, write_manifest
 from crawl2model.pipeline.sources import InputFile, list_input_files
 from crawl2model.pipeline.failures import failed_stage, one_line
 from crawl2model.pipeline.ray_log import ray_messages_to
@@ -105,6 +107,7 @@ def _run(config: RunConfig, nodes: list[StageNode], address: str | None, until: 
             import ray
 
             _check_feasible([n for n in plan.nodes if n.name in plan.to_run], ray.cluster_resources())
+            _check_reach(config, plan)
             for chain in segments(plan.nodes, plan.to_run):
                 _run_chain(config, plan, chain, manifest, progress)
         except BaseException as error:
@@ -170,10 +173,18 @@ def make_plan(config: RunConfig, nodes: list[StageNode], manifest: Manifest, *, 
 
 
 def _changed_file(entry: ManifestEntry, run_dir: str, hashes: dict[str, str] | None) -> str | None:
-    """Why a finished stage's files are not what its record says, or None when they are: each
-    exists at its recorded size and, unless `hashes` is None, its recorded sha256 (`hashes`
-    remembers the files already hashed: stages that pass their input on list their parent's)."""
-    for info in [*entry.kept, *entry.removed, *entry.artifact]:
+    """Why a finished stage's files are not what its listing says, or None when they are: the
+    listing is the file its manifest entry names, and each file it lists exists at its recorded
+    size and, unless `hashes` is None, its recorded sha256 (`hashes` remembers the files already
+    hashed: stages that pass their input on list their parent's). An entry without a listing (one
+    an older version wrote, with its files inline) is stale: the stage runs again."""
+    if entry.listing is None:
+        return "its manifest entry lists no files (written by an older version)"
+    try:
+        files = stage_files(run_dir, entry)
+    except ListingError as error:
+        return str(error)
+    for info in files.every():
         path = storage.absolute(info.path, run_dir)
         size = storage.size(path)
         if size is None:
@@ -269,6 +280,7 @@ def user_code_paths(nodes: list[StageNode]) -> list[str]:
 def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: Manifest, progress: Progress) -> None:
     import ray
     import ray.data
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours (pipeline.progress) counts documents per stage
@@ -279,7 +291,9 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: 
     for node in chain:
         manifest.stages[node.name].status = "running"
     _write_manifest(config, manifest)
-    reporter = ray.remote(num_cpus=0)(Reporter).remote()
+    # on the driver's node: a worker node that dies must not take the run's progress with it
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    reporter = ray.remote(num_cpus=0)(Reporter).options(scheduling_strategy=here).remote()
     report = Report(reporter)
     units = [] if first.is_source else _input_units(first, plan)
     # totals: the reader's input files; a chain fed by shards, its shards, one unit each in every
@@ -330,7 +344,8 @@ def _pass_through(node: StageNode, units: list[_Unit], artifact_dir: str) -> Non
     outputs = [ShardOutput(unit=u.unit, kept=u.kept, docs_in=u.kept.rows, docs_out=u.kept.rows) for u in units]
     rows = sum(u.kept.rows for u in units)
     records.write(node.done_path("all"), DoneRecord(fingerprint=node.fingerprint, unit="all", outputs=outputs,
-                                                   docs_in=rows, docs_out=rows, started=now, finished=now))
+                                                   docs_in=rows, docs_out=rows, host=socket.gethostname(),
+                                                   started=now, finished=now))
 
 
 def _check_feasible(nodes: list[StageNode], cluster: dict[str, float]) -> None:
@@ -341,6 +356,20 @@ def _check_feasible(nodes: list[StageNode], cluster: dict[str, float]) -> None:
             if asks.get(key, 0) > cluster.get(resource, 0):
                 raise PlanError(f"stage '{node.name}' asks for {asks[key]:g} {resource}s per worker; the Ray "
                                 f"cluster has {cluster.get(resource, 0):g} (set its cpus/gpus options lower)")
+
+
+def _check_reach(config: RunConfig, plan: Plan) -> None:
+    """Every node of a cluster reaches the output directory, the first input file of each folder,
+    and the files the stages to run name (cluster.check_nodes_reach)."""
+    first: dict[str, str] = {}
+    for file in plan.files:
+        first.setdefault(file.path.rsplit("/", 1)[0], file.path)
+    named = {path for node in plan.nodes if node.name in plan.to_run and node.cls is not None
+             for path in node.cls.data_files(node.config)}
+    try:
+        check_nodes_reach(config.output_dir, sorted({*first.values(), *named}))
+    except UnreachableError as error:
+        raise PlanError(str(error)) from None
 
 
 def _remote_options(node: StageNode) -> dict[str, Any]:
@@ -388,11 +417,15 @@ def _run_phases(plan: Plan, node: StageNode, units: list[_Unit], cpus: int, prog
     context = PhaseContext(phases_dir, layout["partitions"], tuple(u for u, _ in shards_in),
                            tuple(p for _, p in shards_in), node.artifact_dir, node.name,
                            tell=report.tell if report is not None else None)
-    remote = ray.remote(run_phase_task).options(**_remote_options(node))
+    # The context names every input shard: put once in the object store, each task gets a reference
+    # to it and its own shard or partition (pickled into each task, it made N tasks cost N^2 bytes)
+    shared = [ray.put(context)]
+    remote = ray.remote(_phase_task).options(**_remote_options(node))
     done: list[records.PhaseRecord] = []
     for phase in stage.phases():
         jobs = phase_jobs(phase, context, shards_in)
-        pending = [remote.remote(node, phase.name, *job) for job in jobs]
+        pending = [remote.remote(node, phase.name, shared, ctx.shard, ctx.partition, unit, path)
+                   for ctx, unit, path in jobs]
         done = []
         while pending:
             progress.note(node.name, f"{phase.name} {len(jobs) - len(pending)}/{len(jobs)}")
@@ -407,6 +440,24 @@ def _run_phases(plan: Plan, node: StageNode, units: list[_Unit], cpus: int, prog
         except Exception as problem:  # noqa: BLE001 - only what the table shows
             log.debug("could not read what stage %s made: %s", node.name, problem)
     return context
+
+
+_SHARED_CONTEXT: dict[str, PhaseContext] = {}  # in a worker: the phase context it last fetched, by its reference
+
+
+def _phase_task(node: StageNode, phase_name: str, shared: list, shard: int, partition: int, unit: str,
+                input_path: str | None) -> records.PhaseRecord:
+    """A phase task on Ray: worker.run_phase_task with the stage's context, fetched from the object
+    store once per worker process (`shared` holds its reference, in a list so that Ray passes the
+    reference and not the value), and set to this task's shard or partition."""
+    import ray
+
+    key = shared[0].hex()
+    if key not in _SHARED_CONTEXT:
+        _SHARED_CONTEXT.clear()
+        _SHARED_CONTEXT[key] = ray.get(shared[0])
+    context = replace(_SHARED_CONTEXT[key], shard=shard, partition=partition)
+    return run_phase_task(node, phase_name, context, unit, input_path)
 
 
 def _input_units(node: StageNode, plan: Plan) -> list[_Unit]:

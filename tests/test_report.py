@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from crawl2model.cli import app
 from crawl2model.pipeline import records, storage
 from crawl2model.pipeline.records import Manifest, ManifestEntry, StageStats
-from crawl2model.pipeline.summary import manifest_path
+from crawl2model.pipeline.summary import manifest_path, stage_files, write_listing
 from crawl2model.report.run import Run
 from crawl2model.report.write import is_current, render, write_report
 
@@ -70,8 +70,10 @@ def write_stage(root: Path, name: str, kind: str, kept: pa.Table, removed: pa.Ta
         return storage.write_parquet(f"{root}/stages/{name}/{which}/part-00000-00000.parquet", table).relative_to(str(root))
 
     docs_in = kept.num_rows + (removed.num_rows if removed is not None else 0)
+    listing = write_listing(str(root), name, [shard("kept", kept)],
+                            [shard("removed", removed)] if removed is not None else [])
     entry = ManifestEntry(status="done", fingerprint=name, type=kind, docs_in=docs_in, docs_out=kept.num_rows,
-                          kept=[shard("kept", kept)], removed=[shard("removed", removed)] if removed is not None else [])
+                          listing=listing)
     records.write(f"{root}/stages/{name}/stats.json",
                   StageStats(stage=name, type=kind, fingerprint=name, docs_in=docs_in, docs_out=kept.num_rows, **stats))
     return entry
@@ -144,6 +146,12 @@ def test_a_report_is_current_until_what_it_draws_changes(small_run, tmp_path):
     manifest = records.read(manifest_path(str(run)), Manifest)
     manifest.updated, next(iter(manifest.stages.values())).cached = "later", True  # a cached rerun: the clock only
     records.write(manifest_path(str(run)), manifest)
+    assert is_current(str(run))
+    quality = manifest.stages["quality"]  # its listing, changed: the manifest names it by its sha256
+    quality.listing = write_listing(str(run), "quality", stage_files(str(run), quality).kept, [])
+    records.write(manifest_path(str(run)), manifest)
+    assert not is_current(str(run))
+    write_report(str(run))
     assert is_current(str(run))
     next(iter(manifest.stages.values())).docs_out = 1  # what the page draws
     records.write(manifest_path(str(run)), manifest)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, computed_field
 from crawl2model.pipeline import records, storage
 from crawl2model.pipeline.plan import SOURCE
 from crawl2model.pipeline.records import FileInfo, Manifest, ManifestEntry, StageStats
-from crawl2model.pipeline.summary import manifest_path
+from crawl2model.pipeline.summary import ListingError, StageFiles, manifest_path, stage_files
 
 _COLUMNS = ("id", "url", "drop_reason", "drop_detail")  # all a stage's Parquet is read for
 # Artifact files that also hold wall-clock measurements (a trainer's tokens/s, training seconds):
@@ -20,7 +20,8 @@ TIMED = ("metrics.jsonl", "info.json", "model.json")
 
 
 class NotARun(ValueError):
-    """A directory holding no manifest.json: not a run's output_dir."""
+    """A directory holding no manifest.json: not a run's output_dir; or one a stage's file listing
+    is missing from (or changed in): not a whole one."""
 
 
 class Change(BaseModel):
@@ -108,6 +109,7 @@ class _Run:
             raise NotARun(f"no manifest.json in {run_dir}; is it a run's output_dir?")
         self.manifest = manifest
         self.config = yaml.safe_load(storage.read_bytes(storage.join(self.dir, "config.yaml")) or b"{}") or {}
+        self._listed: dict[str, StageFiles] = {}
 
     def entry(self, stage: str) -> ManifestEntry | None:
         return self.manifest.stages.get(stage)
@@ -127,11 +129,21 @@ class _Run:
             return Counts(docs_in=entry.docs_in, docs_out=entry.docs_out)
         return Counts(docs_in=stats.docs_in, docs_out=stats.docs_out, removed_by_reason=stats.removed_by_reason)
 
+    def listed(self, stage: str) -> StageFiles:
+        """The stage's files, as its listing holds them (read once); none for a stage not done."""
+        if stage not in self._listed:
+            entry = self.entry(stage)
+            try:
+                self._listed[stage] = stage_files(self.dir, entry) if entry else StageFiles([], [], [])
+            except ListingError as error:
+                raise NotARun(f"{self.dir}: stage {stage}: {error}") from error
+        return self._listed[stage]
+
     def files(self, stage: str) -> dict[str, FileInfo]:
         """The files the stage wrote itself (a stage that makes an artifact lists its parent's
         shards as its own output: those are compared at the parent)."""
-        entry, own = self.entry(stage), f"stages/{stage}/"
-        every = [*entry.kept, *entry.removed, *entry.artifact] if entry else []
+        own = f"stages/{stage}/"
+        every = self.listed(stage).every()
         return {f.path: f for f in every if f.path.startswith(own) and f.path.rsplit("/", 1)[-1] not in TIMED}
 
     def configured(self, stage: str) -> dict:
@@ -294,8 +306,8 @@ def _documents(run: _Run, name: str) -> tuple[pa.Table, pa.Table]:
     as text (a user's id column may be a number)."""
     import pyarrow.parquet as pq
 
-    entry, found = run.entry(name), ([], [])
-    for side, files in ((0, entry.kept), (1, entry.removed)):
+    listed, found = run.listed(name), ([], [])
+    for side, files in ((0, listed.kept), (1, listed.removed)):
         for info in files:
             if not info.path.startswith(f"stages/{name}/"):
                 continue

@@ -124,7 +124,7 @@ def details(run: Run) -> str:
     1000000`), else the most common details."""
     rows, figures = [], []
     for stage in run.document_stages():
-        sample = run.sample(stage.entry.removed, ["drop_reason", "drop_detail"])
+        sample = run.sample(stage.files.removed, ["drop_reason", "drop_detail"])
         if sample is None or "drop_detail" not in sample.column_names:
             continue
         by_reason: dict[str, list[str]] = {}
@@ -155,7 +155,7 @@ def languages(run: Run) -> Section:
     before = Counter({k.split(":", 1)[1]: v for k, v in langid[0].stats.counters.items()
                       if k.startswith("language:")}) if langid else Counter()
     final = run.document_stages()[-1:]
-    sample = run.sample(final[0].entry.kept, ["language"]) if final else None
+    sample = run.sample(final[0].files.kept, ["language"]) if final else None
     has_language = sample is not None and "language" in sample.column_names
     after = Counter(sample["language"].to_pylist()) if has_language else Counter()
     if not before and not after:
@@ -183,12 +183,12 @@ def lengths(run: Run) -> Section:
     stages = run.document_stages()
     samples = []
     for stage in stages:
-        found = run.sample(stage.entry.kept, ["text"])
+        found = run.sample(stage.files.kept, ["text"])
         if found is not None and "text" in found.column_names:
             samples.append((stage, found))
             break
     if samples and stages[-1] is not samples[0][0]:
-        samples.append((stages[-1], run.sample(stages[-1].entry.kept, ["text"])))
+        samples.append((stages[-1], run.sample(stages[-1].files.kept, ["text"])))
     samples = [(s, pc.utf8_length(t["text"].drop_null()).to_numpy()) for s, t in samples if t is not None]
     samples = [(s, found) for s, found in samples if len(found)]
     if not samples:

@@ -25,7 +25,7 @@ def dedup(run: Run) -> Section:
         stats = stage.stats
         if stats is None:
             continue
-        removed = run.sample(stage.entry.removed, ["id", "url", "text", "duplicate_of"])
+        removed = run.sample(stage.files.removed, ["id", "url", "text", "duplicate_of"])
         panels = []
         if "cluster_size" in stats.histograms:
             panels.append(("documents per cluster (all)", stats.histograms["cluster_size"], []))
@@ -57,7 +57,7 @@ def pairs(run: Run, stage, removed) -> str:
     if removed is None or "duplicate_of" not in removed.column_names:
         return ""
     chosen = [row for row in removed.slice(0, 50).to_pylist() if row.get("duplicate_of")][:PAIRS]
-    kept = run.rows_of(stage.entry.kept, {row["duplicate_of"] for row in chosen}, ["id", "url", "text"])
+    kept = run.rows_of(stage.files.kept, {row["duplicate_of"] for row in chosen}, ["id", "url", "text"])
     cells = []
     for row in chosen:
         original = kept.get(row["duplicate_of"])
@@ -89,8 +89,8 @@ def marked(a: str | None, b: str | None) -> tuple[str, str]:
 def examples(run: Run) -> Section:
     parts = []
     for stage in run.document_stages():
-        kept = run.sample(stage.entry.kept, rows=KEPT_SHOWN, max_files=1)
-        removed = run.sample(stage.entry.removed, rows=60)
+        kept = run.sample(stage.files.kept, rows=KEPT_SHOWN, max_files=1)
+        removed = run.sample(stage.files.removed, rows=60)
         rows = removed.to_pylist() if removed is not None else []
         seen, first, again = set(), [], []  # one document of each reason first, then more of them
         for row in rows:

@@ -8,7 +8,9 @@ billions; sections that show one say how many documents it holds.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,8 +18,10 @@ import yaml
 
 from crawl2model.pipeline import records, storage
 from crawl2model.pipeline.records import Manifest, ManifestEntry, StageStats
-from crawl2model.pipeline.summary import manifest_path
+from crawl2model.pipeline.summary import ListingError, StageFiles, manifest_path, stage_files
 from crawl2model.pipeline.storage import FileInfo
+
+log = logging.getLogger(__name__)
 
 SAMPLE_FILES = 8  # files of a stage's output a sample reads from, spread over the list
 SAMPLE_ROWS = 2000  # rows a sample holds at most
@@ -30,11 +34,22 @@ class StageView:
     entry: ManifestEntry
     stats: StageStats | None
     options: dict = field(default_factory=dict)  # the stage's item of `stages:` in config.yaml
+    root: str = ""  # the run directory
 
     @property
     def makes_artifact(self) -> bool:
         """A tokenizer, token shards, a model: its documents out are its documents in."""
         return bool(self.entry.artifact)
+
+    @cached_property
+    def files(self) -> StageFiles:
+        """Its files, its shards' listing read on first use; no shards when it has no listing, or
+        one that is missing or changed (the report still renders, without samples of them)."""
+        try:
+            return stage_files(self.root, self.entry)
+        except ListingError as error:
+            log.warning("stage %s: %s", self.name, error)
+            return StageFiles([], [], list(self.entry.artifact))
 
     def option(self, name: str, default=None):
         """An option as configured, else the stage type's default (None when the type is unknown)."""
@@ -61,7 +76,7 @@ class Run:
         options = {item.get("name"): item for item in self.config.get("stages") or [] if isinstance(item, dict)}
         self.stages = [StageView(name, options.get(name, {}).get("type") or entry.type or name, entry,
                                  records.read(self.path("stages", name, "stats.json"), StageStats),
-                                 options.get(name, {}))
+                                 options.get(name, {}), self.root)
                        for name, entry in manifest.stages.items()]
 
     def path(self, *parts: str) -> str:

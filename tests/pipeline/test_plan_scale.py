@@ -104,3 +104,40 @@ def test_a_local_path_is_not_parsed_as_a_url(tmp_path, monkeypatch):
     assert not parsed  # was a parse per read, size and sha256: 15
     storage.write_bytes_atomic("memory://scale/e.json", b"{}")
     assert storage.size("memory://scale/e.json") == 2 and parsed["url_to_fs"] == 2  # URLs still are
+
+
+class _UnitsScannedOnce(tuple):
+    """A shard tuple that counts its searches (each is a scan of every shard)."""
+
+    searched = 0
+
+    def index(self, *args):
+        type(self).searched += 1
+        return super().index(*args)
+
+
+def test_a_phases_jobs_look_each_shard_up_without_scanning_them_all():
+    """Building a phase's jobs searched the tuple of every shard once per shard: 86 s at 100,000."""
+    from crawl2model.pipeline.global_stage import Phase, PhaseContext, phase_jobs
+
+    shards = [(f"{i:05d}-00000", f"/run/stages/x/kept/part-{i:05d}-00000.parquet") for i in range(2000)]
+    context = PhaseContext("/run/stages/d/phases", 64, _UnitsScannedOnce(u for u, _ in shards), tuple(p for _, p in shards))
+    jobs = phase_jobs(Phase("signatures", "shards"), context, shards)
+    assert [job[0].shard for job in jobs] == list(range(2000)) and _UnitsScannedOnce.searched == 0
+    assert context.for_unit("01999-00000").shard == 1999
+
+
+def test_the_manifest_entry_of_a_stage_does_not_grow_with_its_shards(tmp_path):
+    """A stage lists its shards once, in its own folder; its manifest entry names that listing."""
+    from crawl2model.pipeline.records import FileInfo, ManifestEntry
+    from crawl2model.pipeline.summary import stage_files, write_listing
+
+    sizes = {}
+    for shards in (10, 2000):
+        root = str(tmp_path / str(shards))
+        kept = [FileInfo(path=f"stages/x/kept/part-{i:05d}.parquet", rows=500, bytes=10**6, sha256=f"{i:064x}")
+                for i in range(shards)]
+        entry = ManifestEntry(status="done", fingerprint="f", listing=write_listing(root, "x", kept, []))
+        assert stage_files(root, entry).kept == kept
+        sizes[shards] = len(entry.model_dump_json())
+    assert sizes[2000] - sizes[10] < 20  # the counts' digits only

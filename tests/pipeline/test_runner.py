@@ -19,6 +19,7 @@ import yaml
 from crawl2model.catalog import load_config
 from crawl2model.pipeline.runner import run
 from crawl2model.pipeline.sample import write_sample_crawl
+from crawl2model.pipeline.summary import stage_files
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +36,12 @@ def run_config(path: Path, **options):
     return run(config, nodes, show_progress=False, **options)
 
 
-def shard_hashes(manifest) -> dict[str, str]:
+def shard_hashes(run_dir: Path, manifest) -> dict[str, str]:
     """Every output shard, by its path under the run directory, with its content hash."""
     found = {}
     for entry in manifest.stages.values():
-        for info in entry.kept + entry.removed:
+        files = stage_files(str(run_dir), entry)
+        for info in files.kept + files.removed:
             assert info.path.startswith("stages/")  # relative to the run directory
             found[info.path] = info.sha256
     return found
@@ -100,6 +102,49 @@ def test_example_runs_end_to_end_and_then_is_cached(demo_run, tmp_path):
     assert mtimes(run_dir) == before
 
 
+def test_the_manifest_names_each_stages_listing_and_a_changed_listing_runs_the_stage_again(local_ray, tmp_path,
+                                                                                           capsys):
+    """The manifest lists no shard: each finished stage lists its shards once, in its folder, and
+    the manifest names that listing (path, size, sha256, counts). A listing that is missing or
+    changed, or an entry of an older version (its shards inline), is stale: its stage runs again."""
+    run_dir = tmp_path / "run"
+    path = write_config(tmp_path, {"name": "l", "output_dir": str(run_dir), "seed": 4,
+                                   "input": {"sample": {"documents": 40, "files": 1}, "docs_per_shard": 10},
+                                   "stages": [{"name": "extract", "type": "extract"}]})
+    manifest = run_config(path)
+    text = (run_dir / "manifest.json").read_text()
+    assert "kept/part-" not in text and "removed/part-" not in text
+    listing = manifest.stages["extract"].listing
+    assert listing.path == "stages/extract/files.parquet" and listing.shards == 4
+    files = stage_files(str(run_dir), manifest.stages["extract"])
+    assert listing.files == len(files.kept) + len(files.removed) and listing.files_bytes == sum(
+        f.bytes for f in files.every()) and [f.path for f in files.kept] == sorted(
+        f"stages/extract/kept/{p.name}" for p in (run_dir / "stages/extract/kept").glob("*.parquet"))
+    assert pd.read_parquet(run_dir / listing.path).columns.tolist() == ["kind", "path", "rows", "bytes", "sha256"]
+
+    listed = run_dir / listing.path
+    original = listed.read_bytes()
+    listed.unlink()
+    again = run_config(path)
+    assert again.stages["read"].cached and again.stages["extract"].cached is False
+    assert "extract: runs again: stages/extract/files.parquet is missing" in capsys.readouterr().err
+    assert listed.read_bytes() == original  # the same shards, listed again
+
+    pq.write_table(pq.read_table(listed).slice(1), listed)  # a shard fewer listed
+    assert run_config(path).stages["extract"].cached is False
+    assert "extract: runs again: stages/extract/files.parquet has " in capsys.readouterr().err
+
+    raw = json.loads((run_dir / "manifest.json").read_text())  # as an older version wrote it
+    for entry in raw["stages"].values():
+        del entry["listing"]
+        entry["kept"] = [{"path": f.path, "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256} for f in files.kept]
+    (run_dir / "manifest.json").write_text(json.dumps(raw))
+    again = run_config(path)
+    assert not again.stages["read"].cached and not again.stages["extract"].cached
+    assert "lists no files (written by an older version)" in capsys.readouterr().err
+    assert run_config(path).stages["extract"].cached and listed.read_bytes() == original
+
+
 def test_killed_run_resumes_to_the_same_shards(local_ray, killer, tmp_path, crawl):
     def config(out: str) -> dict:
         return {"name": "kill", "output_dir": str(tmp_path / out), "seed": 1,
@@ -121,8 +166,8 @@ def test_killed_run_resumes_to_the_same_shards(local_ray, killer, tmp_path, craw
     resumed = run_config(killed)
     assert {p.name: p.stat().st_mtime_ns for p in done_dir.glob("*.json") if p.name in finished_before} == finished_before
     straight = run_config(write_config(tmp_path, config("straight"), "straight.yaml"))
-    assert shard_hashes(resumed) == shard_hashes(straight)
-    assert len(shard_hashes(straight)) > 30
+    assert shard_hashes(tmp_path / "killed", resumed) == shard_hashes(tmp_path / "straight", straight)
+    assert len(shard_hashes(tmp_path / "straight", straight)) > 30
 
 
 def test_force_until_and_changed_options(local_ray, tmp_path, crawl):

@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from crawl2model.pipeline import storage
+from crawl2model.pipeline.records import ManifestEntry
+from crawl2model.pipeline.summary import stage_files
 
 TEXTS = [f"Line {i} of a text about {'rivers' if i % 2 else 'mountains'} and {i * 7} other things." for i in range(400)]
 
@@ -108,9 +110,13 @@ def test_a_run_on_s3_matches_a_local_run(object_store, tmp_path):
     assert [(s["docs_in"], s["docs_out"]) for s in manifest["stages"].values()] == [
         (s["docs_in"], s["docs_out"]) for s in local["stages"].values()]
     for stage in ("read", "extract"):  # the same documents, to the byte (`source` names the sample inside each run)
-        assert manifest["stages"][stage]["kept"] == local["stages"][stage]["kept"]  # paths, rows, bytes, sha256
-        for entry in manifest["stages"][stage]["kept"]:
-            assert fs.cat(f"{bucket_run}/{entry['path']}") == (tmp_path / "local" / entry["path"]).read_bytes()
+        listing = manifest["stages"][stage]["listing"]
+        assert listing == local["stages"][stage]["listing"]  # the listing's bytes, so every shard's path, rows, sha256
+        assert fs.cat(f"{bucket_run}/{listing['path']}") == (tmp_path / "local" / listing["path"]).read_bytes()
+        kept = stage_files(str(tmp_path / "local"), ManifestEntry.model_validate(local["stages"][stage])).kept
+        assert len(kept) == listing["shards"] > 0
+        for entry in kept:
+            assert fs.cat(f"{bucket_run}/{entry.path}") == (tmp_path / "local" / entry.path).read_bytes()
     index = json.loads(fs.cat(f"{bucket_run}/stages/tokenize/artifact/index.json"))
     assert index == json.loads((tmp_path / "local/stages/tokenize/artifact/index.json").read_text())
     assert index["splits"]["train"]["shards"]  # and every shard's sha256 in it is the same
