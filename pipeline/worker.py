@@ -9,6 +9,7 @@ Nothing here knows Ray; the runner wraps these callables into Ray Data operators
 """
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -152,7 +153,7 @@ class StageWorker:
             docs_in=table.num_rows, docs_out=kept.num_rows, removed_by_reason=reason_counts(removed),
             bytes_in=content_bytes(table), bytes_out=content_bytes(kept),
             counters=dict(self.stage.counters), histograms=self.stage.histograms,
-            started=started, finished=time.time())
+            host=socket.gethostname(), started=started, finished=time.time())
         records.write(self.node.done_path(unit), record)
         if self.report:
             self.report(self.node.name, record)
@@ -215,7 +216,7 @@ class SourceWorker:
             outputs=outputs, docs_in=sum(o.docs_in for o in outputs), docs_out=sum(o.docs_out for o in outputs),
             removed_by_reason=records.merge_counts([o.removed_by_reason for o in outputs]),
             bytes_in=bytes_out, bytes_out=bytes_out, counters={f"records:{k}": v for k, v in counts.items()},
-            skipped=skipped, started=started, finished=time.time())
+            skipped=skipped, host=socket.gethostname(), started=started, finished=time.time())
         records.write(self.node.done_path(unit), record)
         if self.report:
             self.report(self.node.name, record)
@@ -260,7 +261,7 @@ def _run_phase_task(node: StageNode, phase_name: str, ctx: PhaseContext, unit: s
     files = [f.relative_to(node.run_dir) for f in phase_output(phase_dir, unit, output)]
     record = PhaseRecord(fingerprint=node.fingerprint, unit=unit, rows_in=table.num_rows, rows_out=output.num_rows,
                          files=files, counters=dict(stage.counters), histograms=stage.histograms,
-                         started=started, finished=time.time())
+                         host=socket.gethostname(), started=started, finished=time.time())
     records.write(done_path, record)
     return record
 

@@ -75,7 +75,7 @@ class Pretrain(TrainingStage):
             from ray.train.torch import TorchTrainer
 
             trainer = TorchTrainer(train_worker, train_loop_config={**job, "say": ctx.say}, run_config=RunConfig(
-                storage_path=storage.join(ctx.phases_dir, "ray-train"), name="pretrain"),
+                **ray_train_storage(storage.join(ctx.phases_dir, "ray-train")), name="pretrain"),
                 scaling_config=ScalingConfig(num_workers=self.config.workers, use_gpu=self.config.gpus > 0,
                                              resources_per_worker={"CPU": self.config.cpus}))
             trainer.fit()
@@ -92,6 +92,19 @@ def train_worker(job: dict) -> dict:
 
     torch.set_num_threads(job["cpus"])
     return train(job["tokens"], job["out"], TrainConfig.model_validate(job["settings"]), **told(job.get("say")))
+
+
+def ray_train_storage(path: str) -> dict:
+    """RunConfig's `storage_path` (and `storage_filesystem`) for `path`: a local folder as it is;
+    an fsspec URL (`s3://...`) through the file system every other file of the run goes through
+    (fsspec's, with its configuration: endpoint, credentials), not the one pyarrow would make of the
+    URL on its own (AWS's, by default)."""
+    if storage.is_local(path):
+        return {"storage_path": path}
+    import pyarrow.fs
+
+    fs, inner = storage.filesystem(path)
+    return {"storage_path": inner, "storage_filesystem": pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))}
 
 
 def read_summary(out: str) -> dict:

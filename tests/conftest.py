@@ -425,3 +425,12 @@ def object_store(tmp_path_factory):
             time.sleep(0.5)
     yield {"bucket": "crawl2model", "options": options, "fs": fs, "env": {"FSSPEC_S3": json.dumps(options)}}
     kill_session(process)
+
+
+@pytest.fixture
+def s3_here(object_store, monkeypatch):
+    """The object store as this process's s3:// for the test (what FSSPEC_S3 gives a new process)."""
+    import fsspec.config
+
+    monkeypatch.setitem(fsspec.config.conf, "s3", object_store["options"])
+    return object_store

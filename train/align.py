@@ -84,7 +84,8 @@ def train_dpo(start: str | Path, data: list[str | Path], tokenizer_file: str | P
     shuffle = random.Random(config.seed + 1)
     batches = _batches(len(train), config.batch_size, shuffle)
     result: dict = {}
-    metrics = MetricsLog(storage.join(out_dir, "metrics.jsonl"))
+    metrics = MetricsLog(storage.join(out_dir, "metrics.jsonl"), resumed_at=0)  # a DPO job always starts
+    # from step 0 (below): the lines of a killed one are dropped, not logged twice
     reported = time.monotonic()
     if report:
         report({"step": 0, "steps": config.steps})

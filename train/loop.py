@@ -191,7 +191,7 @@ def fit(model: Llama, loader, out_dir: str, config: TrainConfig, dist: Distribut
     peak = config.peak_flops or _peak_flops(device)
     tokens_per_step = config.seq_len * config.batch_size * config.grad_accum  # per rank
     flops_per_step = model.flops_per_token(config.seq_len) * tokens_per_step
-    metrics = MetricsLog(storage.join(out_dir, "metrics.jsonl")) if dist.main else None
+    metrics = MetricsLog(storage.join(out_dir, "metrics.jsonl"), resumed_at=start) if dist.main else None
     recent: list[float] = []
     summary: dict = {"step": start}
     reported = time.monotonic()
@@ -220,10 +220,10 @@ def fit(model: Llama, loader, out_dir: str, config: TrainConfig, dist: Distribut
                 reported = time.monotonic()
                 report({"steps": steps, **{k: v for k, v in summary.items() if k in _REPORTED}})
             if (step + 1) % config.checkpoint_interval == 0 or step + 1 in (steps, stop_at):
+                if metrics:  # before the checkpoint: a job resumed from it finds every step up to it logged
+                    metrics.flush()
                 _save(out_dir, step + 1, parallel, optimizer, scheduler, loader, {"train": config.model_dump(mode="json"),
                                                                                   **meta}, dist, tokenizer)
-                if metrics:
-                    metrics.flush()
     finally:
         if metrics:
             metrics.close()
@@ -333,17 +333,26 @@ def _save(out_dir: str, step, model, optimizer, scheduler, loader, saved_config:
 
 class MetricsLog:
     """metrics.jsonl: appended line by line on a local disk; elsewhere (an object store, which
-    cannot append) kept in memory and written whole at each checkpoint."""
+    cannot append) kept in memory and written whole at each checkpoint (`flush`, before the
+    checkpoint's own files). `resumed_at`: the step a job starts from (0: from scratch); the lines
+    of later steps, logged by a job killed after its last checkpoint, are dropped (and a line cut
+    by the kill): this job logs those steps again. None keeps every line."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, resumed_at: int | None = None):
         self.path = path
         self.local = storage.is_local(path)
+        lines = kept = None
+        if resumed_at is not None or not self.local:
+            lines = (storage.read_bytes(path) or b"").decode(errors="replace").splitlines(keepends=True)
+            kept = lines if resumed_at is None else [line for line in lines if _logged_step(line) <= resumed_at]
         if self.local:
             local = storage.filesystem(path)[1]
             os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
+            if kept != lines:
+                storage.write_bytes_atomic(path, "".join(kept).encode())
             self.file = open(local, "a")
         else:
-            self.lines = (storage.read_bytes(path) or b"").decode().splitlines(keepends=True)
+            self.lines = kept
 
     def write(self, row: dict) -> None:
         line = json.dumps(row) + "\n"
@@ -362,6 +371,14 @@ class MetricsLog:
             self.file.close()
         else:
             self.flush()
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line; infinite for a line that is not whole (cut by a kill)."""
+    try:
+        return int(json.loads(line)["step"]) if line.endswith("\n") else math.inf
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _peak_flops(device: str) -> float | None:

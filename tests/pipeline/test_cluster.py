@@ -15,8 +15,11 @@ import pytest
 import yaml
 
 from crawl2model.catalog import load_config
+from crawl2model.pipeline.records import ManifestEntry
+from crawl2model.pipeline.cluster import what_this_node_misses
 from crawl2model.pipeline.runner import run
 from crawl2model.pipeline.sample import write_sample_crawl
+from crawl2model.pipeline.summary import stage_files
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
@@ -73,6 +76,24 @@ def test_run_on_a_cluster_gives_the_same_shards(local_ray, cluster, tmp_path):
     embedded_config, nodes = load_config(config("embedded"))
     embedded = run(embedded_config, nodes, show_progress=False)
     for stage in ("read", "extract"):
-        assert [f["sha256"] for f in remote["stages"][stage]["kept"]] == \
-               [f.sha256 for f in embedded.stages[stage].kept]
+        remote_entry = ManifestEntry.model_validate(remote["stages"][stage])
+        assert [f.sha256 for f in stage_files(str(tmp_path / "remote"), remote_entry).kept] == \
+               [f.sha256 for f in stage_files(str(tmp_path / "embedded"), embedded.stages[stage]).kept]
+        assert remote_entry.listing.sha256 == embedded.stages[stage].listing.sha256  # listed to the byte
     assert remote["stages"]["extract"]["docs_out"] > 40
+
+
+def test_a_node_says_what_it_cannot_reach(tmp_path):
+    """What the task each node runs before a run on a cluster answers (the cluster itself:
+    tests/pipeline/test_multinode.py): the probe's own bytes, not just a file at its path."""
+    probe, data = tmp_path / "run" / ".probe-1", tmp_path / "words.txt"
+    probe.parent.mkdir()
+    probe.write_text("token")
+    data.write_text("ok")
+    host, missing = what_this_node_misses(str(probe), "token", {str(data): 2})
+    assert host == socket.gethostname() and missing == []
+    _, missing = what_this_node_misses(str(probe), "another", {str(data): 3, str(tmp_path / "gone"): 1})
+    assert missing == [f"output_dir {tmp_path / 'run'} (another folder at that path)",
+                       f"{data} (2 bytes, not 3)", f"{tmp_path / 'gone'} (not there)"]
+    _, missing = what_this_node_misses(str(tmp_path / "elsewhere" / ".probe-1"), "token", {})
+    assert missing == [f"output_dir {tmp_path / 'elsewhere'} (not there)"]
