@@ -103,11 +103,11 @@ def cluster(object_store):
     cluster.stop()
 
 
-def pipeline(cluster: Cluster, config: Path, *args: str, wait: bool = True, cache: Path | None = None):
-    """`pipeline run CONFIG --address` in its own process session, as a user runs it."""
-    env = {**cluster.env, "CRAWL2MODEL_CACHE": str(cache or config.parent / "cache")}
-    command = [str(BIN / "pipeline"), "run", str(config), "--address", cluster.address, *args]  # not a terminal:
-    # progress in plain lines
+def pipeline(cluster: Cluster, config: Path, *args: str, wait: bool = True):
+    """`pipeline run CONFIG --address` in its own process session, as a user runs it (not on a
+    terminal: its progress comes in plain lines)."""
+    env = {**cluster.env, "CRAWL2MODEL_CACHE": str(config.parent / "cache")}
+    command = [str(BIN / "pipeline"), "run", str(config), "--address", cluster.address, *args]
     if not wait:
         return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
