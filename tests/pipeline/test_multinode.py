@@ -65,6 +65,12 @@ class Cluster:
     def add_worker(self, name: str) -> None:
         self._start(name, [f"--address={self.address}", "--num-cpus=2"], namespace=name)
 
+    def restart(self, name: str) -> None:
+        """Stop what is left of a node, wait until the cluster has dropped it, and start it again."""
+        kill_session(self.processes[name])
+        self.wait_for_nodes(len(self.processes) - 1)
+        self.add_worker(name)
+
     def wait_for_nodes(self, count: int, timeout: float = 90) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -119,9 +125,13 @@ def done_records(fs, run: str) -> dict[str, bytes]:
     return {path: fs.cat(path) for path in fs.find(run) if "/_done/" in path and path.endswith(".json")}
 
 
-def wait_for(condition, what: str, timeout: float = 300) -> None:
+def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait for `condition` while `process` runs; fail with its output if it ends first."""
     deadline = time.time() + timeout
     while not condition():
+        if process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"the run ended ({process.returncode}) before {what}:\n{out[-2000:]}\n{err[-3000:]}")
         if time.time() > deadline:
             raise TimeoutError(f"waited {timeout:.0f} s for {what}")
         time.sleep(0.2)
@@ -208,7 +218,7 @@ def killed_mid_extract(cluster: Cluster, object_store, tmp_path: Path, name: str
     config = kill_config(tmp_path, f"s3://{bucket_run}")
     process = pipeline(cluster, config, wait=False)
     done = f"{bucket_run}/stages/extract/_done"
-    wait_for(lambda: fs.exists(done) and len(fs.ls(done, refresh=True)) >= 3, "extract's first shards")
+    wait_for(lambda: fs.exists(done) and len(fs.ls(done, refresh=True)) >= 3, "extract's first shards", process)
     before = done_records(fs, bucket_run)
     assert len([p for p in before if "/extract/" in p]) < 24  # mid-stage
     kill(process)
@@ -235,8 +245,7 @@ def test_a_worker_node_killed_mid_stage_ends_as_an_undisturbed_run(cluster, s3_h
         _, err = process.communicate(timeout=900)
         assert process.returncode == 0, err[-3000:]
     finally:  # the node back, for the tests after this one
-        kill_session(cluster.processes[WORKERS[0]])
-        cluster.add_worker(WORKERS[0])
+        cluster.restart(WORKERS[0])
     assert_undisturbed(s3_here, remote, reference, before)
 
 
