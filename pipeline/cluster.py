@@ -41,9 +41,9 @@ def check_nodes_reach(run_dir: str, files: list[str]) -> None:
                  .remote(probe, token, sizes) for n in nodes]
         ready, _ = ray.wait(asked, num_returns=len(asked), timeout=ANSWER_SECONDS)
         alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}  # one lost meanwhile takes no work: not asked
+        nodes, asked = zip(*[(n, a) for n, a in zip(nodes, asked) if a in ready or n["NodeID"] in alive])
         answers = [ray.get(a) if a in ready else (n["NodeManagerHostname"], ["did not answer"])
-                   for n, a in zip(nodes, asked) if a in ready or n["NodeID"] in alive]
-        nodes = [n for n, a in zip(nodes, asked) if a in ready or n["NodeID"] in alive]
+                   for n, a in zip(nodes, asked)]
     finally:
         storage.remove_tree(probe)
     missing = {f"{host} ({node['NodeID'][:8]})": what for node, (host, what) in zip(nodes, answers) if what}

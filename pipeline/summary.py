@@ -68,9 +68,9 @@ def finish(node: StageNode) -> tuple[StageStats, ManifestEntry]:
 
 
 def write_listing(run_dir: str, stage: str, kept: list[FileInfo], removed: list[FileInfo]) -> Listing:
-    """Write `stages/<stage>/files.parquet` (the files' paths relative to `run_dir`): a row per shard (kind, path, rows, bytes, sha256), sorted
-    by kind and path, with fixed Parquet options (the same shards list as the same bytes); returns
-    what the manifest entry says of it."""
+    """Write `stages/<stage>/files.parquet` (the files' paths relative to `run_dir`): a row per
+    shard (kind, path, rows, bytes, sha256), sorted by kind and path, with fixed Parquet options
+    (the same shards list as the same bytes); returns what the manifest entry says of it."""
     rows = sorted((kind, info.path, info.rows, info.bytes, info.sha256)
                   for kind, infos in zip(KINDS, (kept, removed)) for info in infos)
     table = pa.table([pa.array([row[i] for row in rows], field.type) for i, field in enumerate(LISTING_SCHEMA)],

@@ -136,6 +136,15 @@ def demo_run(local_ray, tmp_path_factory):
     return Path(raw["output_dir"]), run(config, nodes, show_progress=False)
 
 
+def free_port() -> int:
+    """A TCP port on localhost that is free now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def kill_session(process: subprocess.Popen) -> None:
     """SIGKILL a process started with start_new_session=True and everything it started (Ray's
     raylet, GCS, workers), as a crash or an out-of-memory kill would."""

@@ -20,15 +20,10 @@ from crawl2model.pipeline.cluster import what_this_node_misses
 from crawl2model.pipeline.runner import run
 from crawl2model.pipeline.sample import write_sample_crawl
 from crawl2model.pipeline.summary import stage_files
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 ENV = {**os.environ, "RAY_AUTH_MODE": "token"}  # `ray start` clusters want a token from every client

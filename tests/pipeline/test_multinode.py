@@ -26,17 +26,11 @@ import yaml
 from crawl2model.catalog import load_config
 from crawl2model.diff.compare import compare
 from crawl2model.pipeline.runner import run
-from tests.conftest import ROOT, kill_session
+from tests.conftest import ROOT, free_port, kill_session
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 BIN = Path(sys.executable).parent
 WORKERS = ("crawl-node-1", "crawl-node-2")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:
