@@ -62,6 +62,39 @@ def run(config: str = typer.Argument(..., help="the crawl.yaml to run"),
 
 
 @app.command()
+def ablate(config: str = typer.Argument(..., help="a crawl.yaml with an ablation stage, run before"),
+           stage: Optional[str] = typer.Option(None, help="the ablation stage to run, when the config has several"),
+           address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else local Ray)"),
+           progress: bool = typer.Option(True, help="show live progress"),
+           debug: bool = typer.Option(False, "--debug", help="on a failure, print the whole traceback")) -> None:
+    """Run only an ablation stage, on the finished stage outputs of an earlier run of CONFIG (its
+    output_dir): one model per arm and seed, scored the same way (stages/ablation.py). Nothing
+    else runs: a stage it needs that has not finished, or whose options changed since, is an error."""
+    from crawl2model.pipeline import records
+    from crawl2model.pipeline.runner import PlanError, make_plan
+    from crawl2model.pipeline.summary import manifest_path
+
+    run_config, nodes = _load(config)
+    found = [node.name for node in nodes if node.type_name == "ablation"]
+    if stage is None and len(found) != 1:
+        _fail(f"{config} has {len(found)} ablation stages ({', '.join(found) or 'none'}): "
+              + ("add one (type: ablation)" if not found else "name one with --stage"))
+    stage = stage or found[0]
+    if stage not in found:
+        _fail(f"{config} has no ablation stage named '{stage}'; its ablation stages: {', '.join(found) or 'none'}")
+    try:
+        manifest = records.read(manifest_path(run_config.output_dir), records.Manifest) or records.Manifest()
+        plan = make_plan(run_config, nodes, manifest, until=stage)
+    except PlanError as error:
+        _fail(str(error))
+    missing = [node.name for node in plan.nodes if node.name in plan.to_run and node.name != stage]
+    if missing:
+        _fail(f"the ablation needs stages that have not finished in {run_config.output_dir} with these options: "
+              f"{', '.join(missing)}; run them first: pipeline run {config} --until {stage}")
+    run(config, address=address, until=stage, force=[], progress=progress, verify=True, debug=debug)
+
+
+@app.command()
 def validate(config: str = typer.Argument(..., help="the crawl.yaml to check")) -> None:
     """Check a config without running anything."""
     run_config, nodes = _load(config)

