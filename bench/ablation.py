@@ -15,7 +15,6 @@ AdamW) is timed alone on one thread for 60 steps and scaled to the budget's step
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -29,20 +28,14 @@ if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._modules import from_path  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "data"
 PLAIN_STEPS = 60
 
 
-def module(name: str, path: Path):
-    """A script's module by its path: bench/train.py's plain loop, the test's reference sets."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    found = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(found)
-    return found
-
-
 def run_config(out: Path, args) -> dict:
-    nltk_documents = module("test_ablation", ROOT / "tests" / "stages" / "test_ablation.py").nltk_documents
+    nltk_documents = from_path("test_ablation", ROOT / "tests" / "stages" / "test_ablation.py").nltk_documents
     reference = {}
     for name, every in (("brown", 20), ("state_union", 5), ("inaugural", 3)):
         path = out / f"{name}.jsonl"
@@ -97,7 +90,7 @@ def main() -> None:
         rows = []
         for a, arm in enumerate(report["arms"]):
             tokens = stage / "phases" / "arms" / arm / "tokens"
-            per_second, _ = module("bench_train", ROOT / "bench" / "train.py").plain_loop(tokens, plain)
+            per_second, _ = from_path("bench_train", ROOT / "bench" / "train.py").plain_loop(tokens, plain)
             partitions = [a * args.seeds + k for k in range(args.seeds)]
             train = sum(phase_seconds(stage, "train", p) for p in partitions) / args.seeds
             score = sum(phase_seconds(stage, "score", p) for p in partitions) / args.seeds

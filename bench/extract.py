@@ -1,6 +1,7 @@
 """Read + extract throughput: crawl2model vs a plain loop vs datatrove, side by side in one run.
 
     python bench/extract.py [--warc PATH] [--limit N] [--shard-sizes 16,32,64,128] [--cpus 2]
+    python bench/extract.py --engines      # the extractors alone: speed and F1 on the 990 annotated pages
 
 Systems, all over the same WARC (default: the 1032-response trafilatura eval set):
   plain      one process: warcio ArchiveIterator + trafilatura.extract with ExtractConfig's defaults
@@ -12,6 +13,10 @@ Systems, all over the same WARC (default: the 1032-response trafilatura eval set
              the one file (datatrove splits by file: one task gets all the work) and once on the WARC cut
              into 2 files (cutting not timed). Needs faust-cchardet, python-magic and orjson.
 docs = documents handed to the extractor; docs/s = docs / seconds. `--limit N` keeps the first N responses.
+
+`--engines`: the extract stage's `process` in one process over the 990 annotated pages of
+../shared/data/html-trafilatura-eval, with trafilatura (default, and `fast: true`) and with
+Resiliparse: pages per second and the snippet F1 of tests/stages/test_extract.py.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ PIPELINE_CLI = str(Path(sys.executable).with_name("pipeline"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._datatrove import run_datatrove as run_steps  # noqa: E402
+from bench._modules import from_path  # noqa: E402
 
 
 def cut_warc(src: str, dest: str, parts: int, limit: int | None) -> list[str]:
@@ -186,13 +192,39 @@ def print_timeline(name: str, r: dict) -> None:
           f"parallelism {r['extract_parallelism']:.2f}), then {r['seconds'] - r['extract_end']:.1f}s to return")
 
 
+def compare_engines() -> None:
+    import pyarrow as pa
+
+    from crawl2model.stages.extract import Extract, ExtractConfig
+
+    tests = Path(__file__).resolve().parents[1] / "tests"
+    pages = from_path("conftest", tests / "conftest.py").load_eval_pages(Path(DEFAULT_WARC).parents[1])
+    scores = from_path("test_extract", tests / "stages" / "test_extract.py").snippet_scores
+    table = pa.table({"html": [page[1] for page in pages], "url": [page[0] for page in pages]})
+    print(f"{len(pages)} annotated pages, one process\n\n{'engine':<22} {'seconds':>8} {'pages/s':>8} "
+          f"{'vs default':>10} {'precision':>9} {'recall':>7} {'F1':>7}")
+    base = None
+    for name, config in (("trafilatura", ExtractConfig()), ("trafilatura, fast", ExtractConfig(fast=True)),
+                         ("resiliparse", ExtractConfig(engine="resiliparse"))):
+        started = time.perf_counter()
+        texts = Extract(config).process(table).column("text").to_pylist()
+        seconds = time.perf_counter() - started
+        base = base or seconds
+        precision, recall, f1 = scores(pages, texts)
+        print(f"{name:<22} {seconds:>8.2f} {len(pages) / seconds:>8.1f} {base / seconds:>9.2f}x "
+              f"{precision:>9.4f} {recall:>7.4f} {f1:>7.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--warc", default=DEFAULT_WARC)
     parser.add_argument("--limit", type=int, default=None, help="only the first N responses")
     parser.add_argument("--shard-sizes", default="16,32,64,128", help="docs_per_shard values to try")
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--engines", action="store_true", help="compare the extractors alone (speed and F1)")
     args = parser.parse_args()
+    if args.engines:
+        return compare_engines()
     sizes = [int(s) for s in args.shard_sizes.split(",")]
     from datatrove.utils.logging import logger as dt_logger
 

@@ -165,8 +165,12 @@ def killer():
 
 @pytest.fixture(scope="session")
 def eval_pages(shared_data):
+    return load_eval_pages(shared_data)
+
+
+def load_eval_pages(shared_data: Path) -> list[tuple[str, str, list[str], list[str]]]:
     """(url, html, with-snippets, without-snippets) for the 990 annotated pages of
-    html-trafilatura-eval, decoded as the pipeline decodes."""
+    html-trafilatura-eval, decoded as the pipeline decodes (bench/extract.py reads them too)."""
     import gzip
     import json
 
