@@ -43,7 +43,7 @@ from crawl2model.pipeline.global_stage import GlobalStage, Phase, PhaseContext, 
 from crawl2model.pipeline.stage import Resources
 from crawl2model.stages._ablation_config import AblationConfig
 from crawl2model.stages._training import told
-from crawl2model.stages.tokenize import Tokenize, TokenizeConfig
+from crawl2model.stages.tokenize import Tokenize, TokenizeConfig, bind_tokenizer
 from crawl2model.train.loop import total_steps
 
 ARM_FINGERPRINT = "ablation-arm"  # of the tokenize phases run inside an arm's task (see _tokenize_arm)
@@ -70,27 +70,19 @@ class Ablation(GlobalStage):
 
     @classmethod
     def bind(cls, config: AblationConfig, upstream) -> AblationConfig:
-        from crawl2model.stages.train_tokenizer import TrainTokenizer
-
         names = [node.name for node in upstream]
         for arm, stage in config.arms.items():
             if stage not in names:
                 raise ValueError(f"arms.{arm}: no stage '{stage}' upstream of this one; the stages it reads from: "
                                  f"{', '.join(names) or 'none'} (put the ablation after every arm's stage)")
-        if config.tokenizer is not None:
-            return config
-        found = next((node for node in upstream if issubclass(node.cls, TrainTokenizer)), None)
-        if found is None:
-            raise ValueError("no tokenizer: put a train_tokenizer stage before the ablation, or set `tokenizer:`")
-        return config.model_copy(update={"tokenizer": TrainTokenizer.tokenizer_file(found.artifact_dir),
-                                         "trained_by": found.name})
+        return bind_tokenizer(config, upstream, "the ablation")
 
     @classmethod
     def data_files(cls, config: AblationConfig) -> list[str]:
         """Files from outside the run: their contents re-run the stage when they change."""
         files = [path for paths in config.reference.values() for path in paths]
         files += [config.tasks] if config.tasks else []
-        return files + ([config.tokenizer] if config.tokenizer and config.trained_by is None else [])
+        return files + Tokenize.data_files(config)
 
     @classmethod
     def resources_for(cls, config: AblationConfig) -> Resources:

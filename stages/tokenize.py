@@ -58,15 +58,7 @@ class Tokenize(GlobalStage):
 
     @classmethod
     def bind(cls, config: TokenizeConfig, upstream) -> TokenizeConfig:
-        from crawl2model.stages.train_tokenizer import TrainTokenizer
-
-        if config.tokenizer is not None:
-            return config
-        found = next((node for node in upstream if issubclass(node.cls, TrainTokenizer)), None)
-        if found is None:
-            raise ValueError("no tokenizer: put a train_tokenizer stage before this one, or set `tokenizer:`")
-        return config.model_copy(update={"tokenizer": TrainTokenizer.tokenizer_file(found.artifact_dir),
-                                         "trained_by": found.name})
+        return bind_tokenizer(config, upstream, "this one")
 
     @classmethod
     def data_files(cls, config: TokenizeConfig) -> list[str]:
@@ -150,3 +142,17 @@ class Tokenize(GlobalStage):
             "eos_id": tokenizer.token_to_id(self.config.eos), "seed": self.config.seed,
             "val_fraction": self.config.val_fraction, "splits": splits})
         return pa.table({"tokens": [splits["train"]["tokens"] + splits["val"]["tokens"]]})
+
+
+def bind_tokenizer(config, upstream, where: str):
+    """`config` with the tokenizer the nearest train_tokenizer upstream makes (`tokenizer`, and
+    `trained_by` naming that stage), unless it names one itself; `where`: the stage, in the error."""
+    from crawl2model.stages.train_tokenizer import TrainTokenizer
+
+    if config.tokenizer is not None:
+        return config
+    found = next((node for node in upstream if issubclass(node.cls, TrainTokenizer)), None)
+    if found is None:
+        raise ValueError(f"no tokenizer: put a train_tokenizer stage before {where}, or set `tokenizer:`")
+    return config.model_copy(update={"tokenizer": TrainTokenizer.tokenizer_file(found.artifact_dir),
+                                     "trained_by": found.name})
