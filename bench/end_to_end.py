@@ -1,6 +1,6 @@
 """The curation half end to end: crawl2model vs datatrove, WARC to deduplicated Parquet, in one run.
 
-    python bench/end_to_end.py [--repeat 10] [--runs 3]
+    python bench/end_to_end.py [--repeat 10] [--runs 3] [--materialize all,final]
 
 Input: the 1,033 pages of ../shared/data/html-trafilatura-eval made into a WARC by
 ../shared/tools/html_to_warc.py with `--repeat` copies of each (a copy has its own record id and
@@ -73,8 +73,8 @@ def _responses(paths: list[str]):
             yield from (record for record in ArchiveIterator(fh) if record.rec_type == "response")
 
 
-def c2m_config(warcs: Path, out: Path) -> dict:
-    return {"name": "bench-end-to-end", "output_dir": str(out), "ray": {"num_cpus": 2},
+def c2m_config(warcs: Path, out: Path, materialize: str = "all") -> dict:
+    return {"name": "bench-end-to-end", "output_dir": str(out), "ray": {"num_cpus": 2}, "materialize": materialize,
             "input": {"warc": [str(warcs / "*.warc.gz")], "docs_per_shard": 128},
             "stages": [{"name": "extract", "type": "extract", "favor": "precision"},
                        {"name": "langid", "type": "langid", "languages": ["en"]},
@@ -84,10 +84,10 @@ def c2m_config(warcs: Path, out: Path) -> dict:
                         "bands": BANDS, "rows": ROWS}]}
 
 
-def run_c2m(warcs: Path, tmp: Path, name: str) -> dict:
+def run_c2m(warcs: Path, tmp: Path, name: str, materialize: str = "all") -> dict:
     out = tmp / name
     path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(c2m_config(warcs, out), sort_keys=False))
+    path.write_text(yaml.safe_dump(c2m_config(warcs, out, materialize), sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     started = time.time()
     subprocess.run([PIPELINE_CLI, "run", str(path), "--no-progress"], check=True, env=env,
@@ -98,8 +98,11 @@ def run_c2m(warcs: Path, tmp: Path, name: str) -> dict:
     first, last = min(r["started"] for r in done), max(r["finished"] for r in done)
     manifest = json.loads((out / "manifest.json").read_text())
     written = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    kept = sum(f.stat().st_size for f in (out / "stages" / "minhash_dedup" / "kept").glob("*.parquet"))
+    removed = sum(f.stat().st_size for f in out.glob("stages/*/removed/*.parquet"))
     return {"seconds": ended - started, "before_work": first - started, "work": last - first, "tail": ended - last,
             "kept": manifest["stages"]["minhash_dedup"]["docs_out"], "bytes": written,
+            "final_and_removed": kept + removed,
             "stages": {stage: entry.get("wall_seconds") for stage, entry in manifest["stages"].items()}}
 
 
@@ -181,6 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=10, help="copies of each of the 1,033 pages")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--materialize", default="all,final", help="crawl2model's modes to run, comma-separated")
     parser.add_argument("--datatrove-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.datatrove_child:
@@ -189,18 +193,23 @@ def main() -> None:
         tmp = Path(folder)
         warcs, pages = make_input(tmp, args.repeat)
         print(f"input: {pages:,} pages in 2 WARC files; 2 workers each; os.cpu_count()={os.cpu_count()}", flush=True)
-        ratios = []
+        modes = args.materialize.split(",")
+        ratios: dict[str, list[float]] = {mode: [] for mode in modes}
         for run in range(args.runs):
             theirs = run_datatrove(warcs, tmp, f"dt-{run}")
-            ours = run_c2m(warcs, tmp, f"c2m-{run}")
-            ratios.append(theirs["seconds"] / ours["seconds"])
             print(f"\nrun {run + 1}: datatrove {theirs['seconds']:.1f} s, {theirs['kept']:,} kept, "
-                  f"{theirs['bytes'] / 1e6:.1f} MB written; crawl2model {ours['seconds']:.1f} s, {ours['kept']:,} kept, "
-                  f"{ours['bytes'] / 1e6:.1f} MB written; {ratios[-1]:.2f}x", flush=True)
-            print(f"  crawl2model: {ours['before_work']:.1f} s before the first unit, {ours['work']:.1f} s of work, "
-                  f"{ours['tail']:.1f} s after the last; stage wall seconds {ours['stages']}", flush=True)
-        print(f"\nmedian: crawl2model {statistics.median(ratios):.2f}x datatrove "
-              f"(runs: {', '.join(f'{r:.2f}x' for r in ratios)})")
+                  f"{theirs['bytes'] / 1e6:.1f} MB written", flush=True)
+            for mode in modes:
+                ours = run_c2m(warcs, tmp, f"c2m-{run}-{mode}", mode)
+                ratios[mode].append(theirs["seconds"] / ours["seconds"])
+                print(f"  crawl2model, materialize: {mode}: {ours['seconds']:.1f} s, {ours['kept']:,} kept, "
+                      f"{ours['bytes'] / 1e6:.1f} MB written ({ours['bytes'] / ours['final_and_removed']:.2f}x its final "
+                      f"kept and removed shards, {ours['final_and_removed'] / 1e6:.1f} MB); {ratios[mode][-1]:.2f}x", flush=True)
+                print(f"    {ours['before_work']:.1f} s before the first unit, {ours['work']:.1f} s of work, "
+                      f"{ours['tail']:.1f} s after the last; stage wall seconds {ours['stages']}", flush=True)
+        for mode in modes:
+            print(f"\nmedian, materialize: {mode}: crawl2model {statistics.median(ratios[mode]):.2f}x datatrove "
+                  f"(runs: {', '.join(f'{r:.2f}x' for r in ratios[mode])})")
     f1 = extraction_f1()
     for system, (precision, recall, score) in f1.items():
         print(f"extraction on the 990 annotated pages, {system}: precision {precision:.4f} recall {recall:.4f} "

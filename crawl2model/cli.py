@@ -15,6 +15,7 @@ from crawl2model.pipeline import storage
 from crawl2model.catalog import load_config
 from crawl2model.model.special_tokens import EOS
 from crawl2model.pipeline.config import ConfigError
+from crawl2model.pipeline.rebuild import RebuildError, kept_shards
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="crawl2model: from raw web crawls to curated Parquet shards, on Ray.")
@@ -136,14 +137,25 @@ def inspect(run_dir: str = typer.Argument(..., help="a run's output_dir"),
     for name, count in sorted(stats["removed_by_reason"].items(), key=lambda kv: -kv[1]):
         console.print(f"  {count:>8,}  {name}", highlight=False, markup=False, emoji=False)
     shown = 0
-    for path in storage.list_files(storage.join(stage_dir, "removed" if removed else "kept"), ".parquet"):
-        for row in _rows_with_reasons(storage.read_parquet(path), wanted).to_pylist():
-            if shown == n:
-                return
-            shown += 1
-            _print_document(row, chars)
+    try:
+        for table in _shards(run_dir, stage, removed):
+            for row in _rows_with_reasons(table, wanted).to_pylist():
+                if shown == n:
+                    return
+                shown += 1
+                _print_document(row, chars)
+    except RebuildError as error:
+        _fail(str(error))
     if shown == 0:
         console.print("(no documents)")
+
+
+def _shards(run_dir: str, stage: str, removed: bool):
+    """The stage's removed shards, or its kept ones (rebuilt when it handed them on in memory)."""
+    if removed:
+        return (storage.read_parquet(p) for p in storage.list_files(storage.join(run_dir, "stages", stage, "removed"),
+                                                                   ".parquet"))
+    return kept_shards(run_dir, stage)
 
 
 def _reasons_matching(rule: str, counts: dict[str, int], stage: str) -> list[str]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from typing import Callable
 
-from crawl2model.pipeline.plan import SOURCE, StageNode, upstream
+from crawl2model.pipeline.plan import SOURCE, Materialize, StageNode, upstream
 from crawl2model.pipeline.sources import InputConfig, parquet_text_problem, source_columns
 from crawl2model.pipeline.stage import Stage
 from crawl2model.pipeline.storage import exists, expand_inputs
@@ -50,6 +50,7 @@ class StageEntry(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # its folder under stages/: no `/`, never `.` or `..`
     type: str
     after: list[str] | None = None  # default: the stage listed before (or the input reader)
+    materialize: Materialize | None = None  # default: the run's `materialize`
 
     @field_validator("name")
     @classmethod
@@ -73,6 +74,9 @@ class RunConfig(Strict):
     seed: int = 0
     ray: RayConfig = RayConfig()
     input: InputConfig
+    # all: every stage writes its kept shards; final: a stage whose only reader is the next of its
+    # chain hands its kept documents on in memory (plan.kept_in_memory); `pipeline inspect` rebuilds them
+    materialize: Materialize = "all"
     stages: list[StageEntry] = []
 
     @field_validator("output_dir")
@@ -159,7 +163,7 @@ def _stand_in(raw: dict) -> RunConfig:
 
 def source_node(config: RunConfig) -> StageNode:
     """The reader of the inputs: the first node of every run."""
-    return StageNode(SOURCE, None, config.input, run_dir=config.output_dir)
+    return StageNode(SOURCE, None, config.input, run_dir=config.output_dir, materialize=config.materialize)
 
 
 def _resolve_stages(config: RunConfig, entries: list[StageEntry | None], problems: list[str],
@@ -185,7 +189,8 @@ def _resolve_stages(config: RunConfig, entries: list[StageEntry | None], problem
         except ValidationError as error:
             problems += [f"{where}{_under(p)}" for p in describe_errors(error, cls.Config)]
             continue
-        nodes.append(StageNode(entry.name, cls, options, after, index=i, run_dir=config.output_dir))
+        nodes.append(StageNode(entry.name, cls, options, after, index=i, run_dir=config.output_dir,
+                               materialize=entry.materialize or config.materialize))
     return nodes
 
 

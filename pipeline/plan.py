@@ -14,6 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -23,6 +24,7 @@ from crawl2model.pipeline.sources import InputConfig, InputFile
 from crawl2model.pipeline.stage import Resources, Stage, stage_path
 
 SOURCE = "read"  # the implicit first stage: reads the inputs into shards
+Materialize = Literal["all", "final"]  # which stages write their kept shards (RunConfig.materialize)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class StageNode:
     index: int = -1  # position in `stages:`, for messages (-1: the reader)
     run_dir: str = ""
     fingerprint: str = ""  # set when the run is planned
+    materialize: Materialize = "all"  # as asked: the stage's `materialize`, else the run's
+    # set when planned (kept_in_memory): the stages after it whose outputs hold its kept documents,
+    # when it hands them on in memory instead of writing them; empty when it writes them
+    kept_in: tuple[str, ...] = ()
 
     @property
     def is_source(self) -> bool:
@@ -51,6 +57,11 @@ class StageNode:
     def artifact_dir(self) -> str:
         """Where a stage that makes something (a tokenizer, token shards, a model) puts it."""
         return storage.join(self.directory, "artifact")
+
+    @property
+    def materialized(self) -> bool:
+        """It writes its kept shards (else it hands them to the next stage in memory)."""
+        return not self.kept_in
 
     @property
     def is_global(self) -> bool:
@@ -123,6 +134,33 @@ def source_inputs(inputs: InputConfig, seed: int, run_dir: str, files: list[Inpu
     return {"inputs": inputs.model_dump(mode="json"), "code": code, "files": identity}
 
 
+def kept_in_memory(nodes: list[StageNode]) -> list[StageNode]:
+    """The nodes, each with `kept_in` set where it hands its kept documents to the next stage in
+    memory: it asks for `materialize: final`, and its one reader is its one child, which reads
+    nothing else, is not global (a global stage's phases read whole shards from disk) and follows
+    a stage that removes documents (one that makes an artifact passes its shards on by name).
+    A stage another one reads the documents of (an ablation's arm) keeps them on disk."""
+    children: dict[str, list[StageNode]] = {n.name: [] for n in nodes}
+    for node in nodes:
+        for parent in node.after:
+            children[parent].append(node)
+    read_elsewhere = {name for n in nodes if n.cls is not None for name in n.cls.reads_documents_of(n.config)}
+
+    def hands_on(node: StageNode) -> bool:
+        kids = children[node.name]
+        return (node.materialize == "final" and len(kids) == 1 and kids[0].after == (node.name,)
+                and not kids[0].is_global and not node.makes_artifact and node.name not in read_elsewhere)
+
+    result: list[StageNode] = []
+    for node in nodes:
+        kept_in, current = [], node
+        while hands_on(current):
+            current = children[current.name][0]
+            kept_in.append(current.name)
+        result.append(replace(node, kept_in=tuple(kept_in)))
+    return result
+
+
 def fingerprinted(nodes: list[StageNode], source_fp: str, inputs: dict[str, dict] | None = None) -> list[StageNode]:
     """The nodes with their fingerprints set (the reader's is `source_fp`). `inputs`, when given,
     receives per stage what its fingerprint hashed (`stage_inputs`) and what its code hash covers."""
@@ -143,9 +181,12 @@ def stage_inputs(node: StageNode, parent_fingerprints: list[str]) -> dict:
     whose fingerprints differ can be told why (`pipeline diff`)."""
     options = json.loads(json.dumps(node.config.model_dump(mode="json")).replace(node.run_dir, "<run>"))
     data = sorted(node.cls.data_files(node.config))
-    return {"type": stage_path(node.cls), "options": options, "code": node.cls.code_version(),
-            "data": [[storage.relative(path, node.run_dir), storage.sha256_of(path)] for path in data],
-            "after": parent_fingerprints}
+    hashed = {"type": stage_path(node.cls), "options": options, "code": node.cls.code_version(),
+              "data": [[storage.relative(path, node.run_dir), storage.sha256_of(path)] for path in data],
+              "after": parent_fingerprints}
+    if not node.materialized:  # it writes other files: a run that wrote its kept shards is another run
+        hashed["kept"] = "in memory"
+    return hashed
 
 
 def code_parts(cls: type[Stage]) -> dict:

@@ -34,8 +34,10 @@ class ShardOutput(Record):
     """What one unit wrote for one output shard: the kept documents and, if any, the removed."""
 
     unit: str
-    kept: FileInfo
+    kept: FileInfo | None = None  # None: handed on in memory (plan.kept_in_memory); `columns` names its columns
     removed: FileInfo | None = None
+    changes: FileInfo | None = None  # the values of its input's columns it changed or dropped (see rebuild)
+    columns: list[str] = []
     docs_in: int = 0  # the reader counts per shard (its unit, a file, yields several)
     docs_out: int = 0
     bytes_out: int = 0
@@ -144,6 +146,8 @@ class ManifestEntry(Record):
     # the files under its artifact folder (a tokenizer, a model's checkpoints): a few per stage,
     # however large the corpus, so listed here (with their sizes; sha256 left empty)
     artifact: list[FileInfo] = []
+    # a stage that handed its kept documents on in memory: the stages whose files hold them (rebuild)
+    kept_in: list[str] = []
     error: str | None = None  # a failed stage: why, in one line
 
 

@@ -28,8 +28,8 @@ from crawl2model.pipeline.cluster import UnreachableError, check_nodes_reach
 from crawl2model.pipeline.config import RunConfig, source_node
 from crawl2model.pipeline.global_stage import PhaseContext, phase_jobs
 from crawl2model.pipeline.lock import RunLock
-from crawl2model.pipeline.plan import (SOURCE, StageNode, ancestors, descendants, digest, fingerprinted, segments,
-                                       source_inputs)
+from crawl2model.pipeline.plan import (SOURCE, StageNode, ancestors, descendants, digest, fingerprinted, kept_in_memory,
+                                       segments, source_inputs)
 from crawl2model.pipeline.progress import Progress
 from crawl2model.pipeline.records import DoneRecord, FileInfo, Manifest, ManifestEntry, ShardOutput, StageStats
 from crawl2model.pipeline.summary import ListingError, finish, manifest_path, stage_files, write_manifest
@@ -155,8 +155,14 @@ def make_plan(config: RunConfig, nodes: list[StageNode], manifest: Manifest, *, 
         if name not in names:
             raise PlanError(f"no stage named '{name}'; stages: {', '.join(names)}")
     files = list_input_files(config.input, config.seed, config.output_dir)
+    nodes = kept_in_memory([source_node(config), *nodes])
     inputs = {SOURCE: {"inputs": source_inputs(config.input, config.seed, config.output_dir, files)}}
-    nodes = fingerprinted([source_node(config), *nodes], digest(inputs[SOURCE]["inputs"]), inputs)
+    if not nodes[0].materialized:
+        inputs[SOURCE]["inputs"]["kept"] = "in memory"
+    nodes = fingerprinted(nodes, digest(inputs[SOURCE]["inputs"]), inputs)
+    by_name = {n.name: n for n in nodes}
+    if until and by_name[until].kept_in:  # its documents are written with those of the last stage it feeds
+        until = by_name[until].kept_in[-1]
     wanted = ancestors(nodes, until) if until else set(names)
     forced = descendants(nodes, set(force))
     fingerprints = {n.name: n.fingerprint for n in nodes}
@@ -169,6 +175,9 @@ def make_plan(config: RunConfig, nodes: list[StageNode], manifest: Manifest, *, 
                 cached.add(name)
             else:
                 stale[name] = why
+    for node in reversed(nodes):  # a stage that runs reads what a cached parent kept in memory: it runs too
+        if node.name in wanted - cached:
+            cached -= {parent for parent in node.after if by_name[parent].kept_in}
     return Plan(nodes, wanted - cached, cached, forced | set(stale), files, stale, inputs)
 
 
@@ -307,9 +316,9 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: 
             dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
             # The reader asks no CPU of Ray: it is light (decompression, I/O) next to the stages it
             # feeds, so both cores extract while it reads; at most one reader per core runs at once.
-            dataset = dataset.map_batches(run_source_task, batch_size=1, num_cpus=0,
+            dataset = dataset.map_batches(run_source_task, batch_size=1, num_cpus=0, batch_format="pyarrow",
                                           compute=ray.data.TaskPoolStrategy(size=max(1, min(len(items), cpus))),
-                                          fn_kwargs={"node": first, "report": report})
+                                          fn_kwargs={"node": first, "report": report, "end": _end(plan, first)})
             rest, count = chain[1:], len(items)
         else:
             items = [{"unit": u.unit, "path": u.kept.path} for u in units]
@@ -322,7 +331,7 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: 
         pools = sum(node.needs_setup for node in rest)
         for node in rest:  # a chain's only actor pool starts at full size, but not above its count of inputs
             dataset = _add_stage(dataset, node, cpus, report, phase_context if node is first else None,
-                                 min_actors=count if pools == 1 else 1)
+                                 min_actors=count if pools == 1 else 1, end=_end(plan, node))
 
         try:
             if count:  # the reporter is drained on a timer (reporting.draining): each stage's counts move as it
@@ -379,8 +388,13 @@ def _remote_options(node: StageNode) -> dict[str, Any]:
     return {k: v for k, v in remote.items() if v is not None}
 
 
+def _end(plan: Plan, node: StageNode) -> StageNode | None:
+    """The stage that writes the documents `node` hands on in memory (None: it writes its own)."""
+    return plan.node(node.kept_in[-1]) if node.kept_in else None
+
+
 def _add_stage(dataset, node: StageNode, cpus: int, report: Report, context: PhaseContext | None = None,
-               min_actors: int = 1):
+               min_actors: int = 1, end: StageNode | None = None):
     """The stage as a Ray Data operator: a task per shard, or an actor pool for a stage with setup,
     from `min_actors` actors up to one per CPU it asks for. Growing a pool from one actor delayed
     the second by 1.7 s of a 9 s run, so a chain's only pool starts larger; several pools in one
@@ -391,10 +405,10 @@ def _add_stage(dataset, node: StageNode, cpus: int, report: Report, context: Pha
     if node.needs_setup:
         workers = max(1, int(cpus // max(remote["num_cpus"], 1e-3)))
         pool = ray.data.ActorPoolStrategy(min_size=max(1, min(min_actors, workers)), max_size=workers)
-        return dataset.map_batches(StageWorker, batch_size=1, compute=pool, **remote,
-                                   fn_constructor_kwargs={"node": node, "context": context, "report": report})
-    return dataset.map_batches(run_stage_task, batch_size=1, **remote,
-                               fn_kwargs={"node": node, "context": context, "report": report})
+        return dataset.map_batches(StageWorker, batch_size=1, compute=pool, batch_format="pyarrow", **remote,
+                                   fn_constructor_kwargs={"node": node, "context": context, "report": report, "end": end})
+    return dataset.map_batches(run_stage_task, batch_size=1, batch_format="pyarrow", **remote,
+                               fn_kwargs={"node": node, "context": context, "report": report, "end": end})
 
 
 def _run_phases(plan: Plan, node: StageNode, units: list[_Unit], cpus: int, progress: Progress,
@@ -463,6 +477,7 @@ def _phase_task(node: StageNode, phase_name: str, shared: list, shard: int, part
 def _input_units(node: StageNode, plan: Plan) -> list[_Unit]:
     """The shards a chain's first stage reads: its parents' kept shards, in sorted order."""
     units = []
+    assert all(plan.node(parent).materialized for parent in node.after), f"{node.name} reads shards no stage wrote"
     for index, parent in enumerate(node.after):
         prefix = f"p{index}-" if len(node.after) > 1 else ""
         units += [_Unit(prefix + output.unit, output.kept)

@@ -100,6 +100,12 @@ class Stage:
         return []
 
     @classmethod
+    def reads_documents_of(cls, config: StageConfig) -> list[str]:
+        """Stages besides its parents whose kept documents it reads (an ablation's arms): they keep
+        their shards on disk under `materialize: final`."""
+        return []
+
+    @classmethod
     def bind(cls, config: StageConfig, upstream: list) -> StageConfig:
         """The config with what it takes from earlier stages filled in: the path of the tokenizer,
         token shards or model an upstream stage makes (`node.artifact_dir`). `upstream` lists the

@@ -14,7 +14,7 @@ from crawl2model.pipeline.plan import StageNode
 from crawl2model.pipeline.records import FileInfo, Listing, Manifest, ManifestEntry, StageStats
 
 LISTING = "files.parquet"  # in the stage's folder: every shard it wrote (kept and removed), one row each
-KINDS = ("kept", "removed")
+KINDS = ("kept", "removed", "changes")
 LISTING_SCHEMA = pa.schema([("kind", pa.string()), ("path", pa.string()), ("rows", pa.int64()),
                             ("bytes", pa.int64()), ("sha256", pa.string())])
 
@@ -30,9 +30,10 @@ class StageFiles(NamedTuple):
     kept: list[FileInfo]
     removed: list[FileInfo]
     artifact: list[FileInfo]
+    changes: list[FileInfo] = []  # what it changed of the documents a stage before it handed on in memory
 
     def every(self) -> list[FileInfo]:
-        return [*self.kept, *self.removed, *self.artifact]
+        return [*self.kept, *self.removed, *self.changes, *self.artifact]
 
 
 def finish(node: StageNode) -> tuple[StageStats, ManifestEntry]:
@@ -60,19 +61,21 @@ def finish(node: StageNode) -> tuple[StageStats, ManifestEntry]:
         stats.files = len(done)
         stats.files_skipped = [records.SkippedFile(path=r.input or "", reason=r.skipped) for r in done if r.skipped]
     records.write(storage.join(node.directory, "stats.json"), stats)
-    listing = write_listing(node.run_dir, node.name, [o.kept for o in outputs], [o.removed for o in outputs if o.removed])
+    listing = write_listing(node.run_dir, node.name, [o.kept for o in outputs if o.kept],
+                            [o.removed for o in outputs if o.removed], [o.changes for o in outputs if o.changes])
     entry = ManifestEntry(type=node.type_name, after=list(node.after), fingerprint=node.fingerprint, status="done",
                           cached=False, docs_in=stats.docs_in, docs_out=stats.docs_out, wall_seconds=stats.wall_seconds,
-                          listing=listing, artifact=stats.artifact or [])
+                          listing=listing, artifact=stats.artifact or [], kept_in=list(node.kept_in))
     return stats, entry
 
 
-def write_listing(run_dir: str, stage: str, kept: list[FileInfo], removed: list[FileInfo]) -> Listing:
+def write_listing(run_dir: str, stage: str, kept: list[FileInfo], removed: list[FileInfo],
+                  changes: list[FileInfo] = ()) -> Listing:
     """Write `stages/<stage>/files.parquet` (the files' paths relative to `run_dir`): a row per
     shard (kind, path, rows, bytes, sha256), sorted by kind and path, with fixed Parquet options
     (the same shards list as the same bytes); returns what the manifest entry says of it."""
     rows = sorted((kind, info.path, info.rows, info.bytes, info.sha256)
-                  for kind, infos in zip(KINDS, (kept, removed)) for info in infos)
+                  for kind, infos in zip(KINDS, (kept, removed, changes)) for info in infos)
     table = pa.table([pa.array([row[i] for row in rows], field.type) for i, field in enumerate(LISTING_SCHEMA)],
                      schema=LISTING_SCHEMA)
     written = storage.write_parquet(storage.join(run_dir, "stages", stage, LISTING), table).relative_to(run_dir)
@@ -100,7 +103,7 @@ def stage_files(run_dir: str, entry: ManifestEntry) -> StageFiles:
     found: dict[str, list[FileInfo]] = {kind: [] for kind in KINDS}
     for kind, path, rows, size, sha256 in zip(*(columns[name] for name in LISTING_SCHEMA.names)):
         found[kind].append(FileInfo.model_construct(path=path, rows=rows, bytes=size, sha256=sha256))
-    return StageFiles(found["kept"], found["removed"], list(entry.artifact))
+    return StageFiles(found["kept"], found["removed"], list(entry.artifact), found["changes"])
 
 
 def _artifact_files(node: StageNode) -> list[FileInfo]:

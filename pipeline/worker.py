@@ -9,6 +9,7 @@ Nothing here knows Ray; the runner wraps these callables into Ray Data operators
 """
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections import Counter
@@ -17,10 +18,12 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from crawl2model.pipeline import records, storage
 from crawl2model.pipeline.global_stage import PhaseContext, phase_jobs, phase_output
-from crawl2model.pipeline.plan import StageNode
+from crawl2model.pipeline.plan import SOURCE, StageNode
+from crawl2model.pipeline.rebuild import changed_values
 from crawl2model.pipeline.records import DoneRecord, PhaseRecord, ShardOutput
 from crawl2model.pipeline.stage import DROP_DETAIL, DROP_REASON, REMOVAL_COLUMNS, Stage
 
@@ -57,8 +60,8 @@ def tag_unit(unit: str):
         raise
 
 
-def apply_stage(stage: Stage, table: pa.Table, name: str) -> tuple[pa.Table, pa.Table]:
-    """Run the stage over `table` in batches; split the result into (kept, removed).
+def apply_stage(stage: Stage, table: pa.Table, name: str) -> pa.Table:
+    """Run the stage over `table` in batches: a row out per row in (split_removed splits them).
 
     A batch whose processing raises is retried one row at a time, and rows that still raise are
     removed with reason `<name>:error`, so one bad document never fails the run.
@@ -70,7 +73,7 @@ def apply_stage(stage: Stage, table: pa.Table, name: str) -> tuple[pa.Table, pa.
             outputs.append(_checked(stage(batch), batch))
         except Exception:
             outputs += [_process_row(stage, batch.slice(i, 1), name) for i in range(batch.num_rows)]
-    return split_removed(pa.concat_tables(outputs, promote_options="default") if outputs else table)
+    return pa.concat_tables(outputs, promote_options="default") if outputs else table
 
 
 def split_removed(result: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -112,44 +115,92 @@ def reason_counts(removed: pa.Table | None) -> dict[str, int]:
     return {item["values"]: item["counts"] for item in counts}
 
 
-def write_unit(node: StageNode, unit: str, kept: pa.Table, removed: pa.Table | None) -> ShardOutput:
-    """One shard's kept (and removed) Parquet, with its counts; paths relative to the run."""
-    kept_info = storage.write_parquet(storage.join(node.directory, "kept", f"part-{unit}.parquet"), kept)
-    removed_info = None
-    if removed is not None and removed.num_rows:
-        removed_info = storage.write_parquet(storage.join(node.directory, "removed", f"part-{unit}.parquet"), removed)
-    return ShardOutput(unit=unit, kept=kept_info.relative_to(node.run_dir),
-                       removed=removed_info and removed_info.relative_to(node.run_dir),
+def write_unit(node: StageNode, unit: str, kept: pa.Table, removed: pa.Table | None,
+               changes: pa.Table | None = None) -> ShardOutput:
+    """One shard's kept Parquet (unless the stage hands it on in memory), its removed and its
+    `changes` (see changed_values), with its counts; paths relative to the run."""
+    def write(kind: str, table: pa.Table | None):
+        if table is None or (kind != "kept" and table.num_rows == 0):
+            return None
+        return storage.write_parquet(storage.join(node.directory, kind, f"part-{unit}.parquet"), table).relative_to(node.run_dir)
+
+    return ShardOutput(unit=unit, kept=write("kept", kept if node.materialized else None), removed=write("removed", removed),
+                       changes=write("changes", changes), columns=[] if node.materialized else kept.column_names,
                        docs_in=kept.num_rows + (removed.num_rows if removed is not None else 0), docs_out=kept.num_rows,
                        bytes_out=content_bytes(kept), removed_by_reason=reason_counts(removed))
 
 
+def to_ipc(table: pa.Table) -> bytes:
+    """A table as Arrow IPC stream bytes: how a chain hands kept documents on in memory. Its types
+    are those the next stage would read back from Parquet (a timestamp in seconds comes back in
+    milliseconds), so what a stage writes is the same bytes in both modes."""
+    schema = _as_parquet_reads(table.schema)
+    table = table if schema == table.schema else table.cast(schema)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+@functools.lru_cache(maxsize=64)
+def _as_parquet_reads(schema: pa.Schema) -> pa.Schema:
+    sink = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), sink)
+    return pq.read_schema(pa.BufferReader(sink.getvalue()))
+
+
+def from_ipc(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def handed_rows(rows: list[tuple[str, str, bytes]]) -> pa.Table:
+    """The rows one operator hands the next, one per unit: (unit, path of its kept shard, or ""
+    with the kept documents themselves as IPC bytes; both empty: the unit's documents are written
+    already, by the last stage they were handed to)."""
+    units, paths, tables = zip(*rows) if rows else ((), (), ())
+    return pa.table({"unit": pa.array(units, pa.string()), "path": pa.array(paths, pa.string()),
+                     "table": pa.array(tables, pa.large_binary())})
+
+
 class StageWorker:
     """Runs one stage over whole shards. One per Ray actor (stages with setup) or per task.
-    A global stage (given its phase `context`) judges each whole shard after its phases ran."""
+    A global stage (given its phase `context`) judges each whole shard after its phases ran.
+    A stage that hands its kept documents on in memory is given `end`, the stage that writes
+    them: a unit that stage has done is passed over."""
 
-    def __init__(self, node: StageNode, context: PhaseContext | None = None, report: Report | None = None):
+    def __init__(self, node: StageNode, context: PhaseContext | None = None, report: Report | None = None,
+                 end: StageNode | None = None):
         self.node = node
         self.context = context
         self.report = report
+        self.end = end
         with tag_stage(node.name, report):  # a model that fails to load fails this stage
             self.stage = node.build().ready()  # an actor loads its model before the first shard comes
 
-    def run_unit(self, unit: str, input_path: str) -> DoneRecord:
-        done = self.node.finished(unit)
-        if done:
-            return done
+    def run_unit(self, unit: str, input_path: str, handed: bytes = b"") -> tuple[DoneRecord | None, pa.Table | None]:
+        """The unit's done record, and its kept documents when the stage hands them on in memory.
+        Its input is the shard at `input_path`, or the documents `handed` in memory. A stage that
+        hands on in memory runs again unless `end` has the unit (nothing else holds its kept), and
+        so does every stage handing to it; (None, None): `end` has it."""
+        if self.node.materialized:
+            done = self.node.finished(unit)
+            if done:
+                return done, None
+        elif self.end is not None and self.end.finished(unit):
+            return None, None
         started = time.time()
-        table = storage.read_parquet(self.node.path(input_path))
+        table = from_ipc(handed) if handed else storage.read_parquet(self.node.path(input_path))
         self.stage.counters.clear()
         self.stage.histograms.clear()
         if self.context is not None:
-            kept, removed = split_removed(self.stage.judge(table, self.context.for_unit(unit)))
+            result = self.stage.judge(table, self.context.for_unit(unit))
         else:
-            kept, removed = apply_stage(self.stage, table, self.node.name)
+            result = apply_stage(self.stage, table, self.node.name)
+        kept, removed = split_removed(result)
+        changes = changed_values(table, result) if handed and self.node.after != (SOURCE,) else None
         record = DoneRecord(
             fingerprint=self.node.fingerprint, unit=unit, input=input_path,
-            outputs=[write_unit(self.node, unit, kept, removed)],
+            outputs=[write_unit(self.node, unit, kept, removed, changes)],
             docs_in=table.num_rows, docs_out=kept.num_rows, removed_by_reason=reason_counts(removed),
             bytes_in=content_bytes(table), bytes_out=content_bytes(kept),
             counters=dict(self.stage.counters), histograms=self.stage.histograms,
@@ -157,55 +208,67 @@ class StageWorker:
         records.write(self.node.done_path(unit), record)
         if self.report:
             self.report(self.node.name, record)
-        return record
+        return record, None if self.node.materialized else kept
 
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        """Ray Data entry point: each row names a unit and the shard it reads (relative to the run)."""
-        units, paths = [], []
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Ray Data entry point: each row names a unit and its input (handed_rows)."""
+        rows = []
+        handed = batch.column("table").to_pylist() if "table" in batch.column_names else [b""] * batch.num_rows
         with tag_stage(self.node.name, self.report):
-            for unit, path in zip(batch["unit"], batch["path"]):
+            for unit, path, data in zip(batch.column("unit").to_pylist(), batch.column("path").to_pylist(), handed):
+                if not path and not data:  # written already by the last stage it was handed to
+                    rows.append((unit, "", b""))
+                    continue
                 with tag_unit(f"shard {unit}"):
-                    record = self.run_unit(str(unit), str(path))
-                units.append(str(unit))
-                paths.append(record.outputs[0].kept.path)
-        return {"unit": units, "path": paths}
+                    record, kept = self.run_unit(unit, path, data)
+                if record is None:
+                    rows.append((unit, "", b""))
+                elif kept is None:
+                    rows.append((unit, record.outputs[0].kept.path, b""))
+                else:
+                    rows.append((unit, "", to_ipc(kept)))
+        return handed_rows(rows)
 
 
-def run_stage_task(batch: dict[str, list], node: StageNode, context: PhaseContext | None = None,
-                   report: Report | None = None) -> dict[str, list]:
+def run_stage_task(batch: pa.Table, node: StageNode, context: PhaseContext | None = None,
+                   report: Report | None = None, end: StageNode | None = None) -> pa.Table:
     """Task-pool entry point for stages without setup: a fresh worker per call is cheap."""
-    return StageWorker(node, context, report)(batch)
+    return StageWorker(node, context, report, end)(batch)
 
 
 class SourceWorker:
     """The implicit `read` stage: one input file in, one shard per `docs_per_shard` documents out.
 
     Its unit is a file (`00003`); its shards are `00003-00000`, `00003-00001`, ... A file that
-    cannot be read is recorded with its reason and skipped, unless the input is `strict`.
+    cannot be read is recorded with its reason and skipped, unless the input is `strict`. Given
+    `end`, it hands its shards on in memory, as StageWorker does.
     """
 
-    def __init__(self, node: StageNode, report: Report | None = None):
+    def __init__(self, node: StageNode, report: Report | None = None, end: StageNode | None = None):
         self.node = node
         self.report = report
+        self.end = end
 
-    def run_file(self, index: int, kind: str, path: str, source: str = "") -> Iterator[ShardOutput]:
-        """Yield each shard's output as soon as it is written, so the next stage starts on it
-        while the file is still being read; the done record comes last. `source` names the file
-        in the rows and records (sources.source_name), never an absolute path of this machine."""
+    def run_file(self, index: int, kind: str, path: str, source: str = "") -> Iterator[tuple[ShardOutput, pa.Table | None]]:
+        """Yield each shard's output (and its kept documents, when handed on in memory) as soon as
+        it is written, so the next stage starts on it while the file is still being read; the done
+        record comes last. `source` names the file in the rows and records (sources.source_name),
+        never an absolute path of this machine. Handing on in memory, a file is read again unless
+        `end` has every shard of it."""
         from crawl2model.pipeline.sources import InputFile, read_chunks
         from crawl2model.pipeline.warc import UnreadableFile
 
         unit = f"{index:05d}"
         done = self.node.finished(unit)
-        if done:
-            yield from done.outputs
+        if done and (self.node.materialized or all(self.end.finished(o.unit) for o in done.outputs)):
+            yield from ((output, None) for output in done.outputs)
             return
         started, counts, outputs, skipped = time.time(), Counter(), [], None
         try:
             for number, chunk in enumerate(read_chunks(InputFile(index, kind, path, source), self.node.config, counts)):
                 output = write_unit(self.node, f"{unit}-{number:05d}", chunk.kept, chunk.removed)
                 outputs.append(output)
-                yield output
+                yield output, None if self.node.materialized else chunk.kept
         except UnreadableFile as error:
             if self.node.config.strict:
                 raise
@@ -221,18 +284,25 @@ class SourceWorker:
         if self.report:
             self.report(self.node.name, record)
 
-    def __call__(self, batch: dict[str, list]) -> Iterator[dict[str, list]]:
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         """Ray Data entry point: a row per input file in, a row per shard out, each as it is written."""
+        columns = [batch.column(name).to_pylist() for name in ("index", "kind", "path", "source")]
         with tag_stage(self.node.name, self.report):
-            for index, kind, path, source in zip(batch["index"], batch["kind"], batch["path"], batch["source"]):
+            for index, kind, path, source in zip(*columns):
                 with tag_unit(f"input file {source or path}"):
-                    for output in self.run_file(int(index), str(kind), str(path), str(source)):
-                        yield {"unit": [output.unit], "path": [output.kept.path]}
+                    for output, kept in self.run_file(int(index), str(kind), str(path), str(source)):
+                        if output.kept is not None:
+                            yield handed_rows([(output.unit, output.kept.path, b"")])
+                        elif kept is None or self.end.finished(output.unit):
+                            yield handed_rows([(output.unit, "", b"")])
+                        else:
+                            yield handed_rows([(output.unit, "", to_ipc(kept))])
 
 
-def run_source_task(batch: dict[str, list], node: StageNode, report: Report | None = None) -> Iterator[dict[str, list]]:
+def run_source_task(batch: pa.Table, node: StageNode, report: Report | None = None,
+                    end: StageNode | None = None) -> Iterator[pa.Table]:
     """Task-pool entry point of the reader."""
-    yield from SourceWorker(node, report)(batch)
+    yield from SourceWorker(node, report, end)(batch)
 
 
 def run_phase_task(node: StageNode, phase_name: str, ctx: PhaseContext, unit: str, input_path: str | None) -> PhaseRecord:

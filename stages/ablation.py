@@ -78,6 +78,10 @@ class Ablation(GlobalStage):
         return bind_tokenizer(config, upstream, "the ablation")
 
     @classmethod
+    def reads_documents_of(cls, config: AblationConfig) -> list[str]:
+        return sorted(set(config.arms.values()))
+
+    @classmethod
     def data_files(cls, config: AblationConfig) -> list[str]:
         """Files from outside the run: their contents re-run the stage when they change."""
         files = [path for paths in config.reference.values() for path in paths]

@@ -145,9 +145,10 @@ def test_the_manifest_names_each_stages_listing_and_a_changed_listing_runs_the_s
     assert run_config(path).stages["extract"].cached and listed.read_bytes() == original
 
 
-def test_killed_run_resumes_to_the_same_shards(local_ray, killer, tmp_path, crawl):
+@pytest.mark.parametrize("materialize", ["all", "final"])  # final: read and extract hand their shards on in memory
+def test_killed_run_resumes_to_the_same_shards(local_ray, killer, tmp_path, crawl, materialize):
     def config(out: str) -> dict:
-        return {"name": "kill", "output_dir": str(tmp_path / out), "seed": 1,
+        return {"name": "kill", "output_dir": str(tmp_path / out), "seed": 1, "materialize": materialize,
                 "input": {"warc": crawl, "docs_per_shard": 4},
                 "stages": [{"name": "extract", "type": "extract"},
                            {"name": "slow", "type": "example_stages:Slow", "seconds": 0.3}]}
