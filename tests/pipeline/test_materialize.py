@@ -79,7 +79,7 @@ def test_final_writes_the_chains_last_shards_and_every_removal_as_all_does(both)
 
 @pytest.mark.ray
 def test_every_stage_kept_in_memory_is_rebuilt_as_all_wrote_it(both):
-    (all_dir, every), (final_dir, final) = both["all"], both["final"]
+    all_dir, (final_dir, final) = both["all"][0], both["final"]
     for stage in IN_MEMORY:
         rebuilt = list(kept_shards(str(final_dir), stage))
         shards = list(kept_shards(str(all_dir), stage))
@@ -95,7 +95,7 @@ def test_bytes_written(both):
     """Final writes what all does, less the kept shards of the stages that hand theirs on, plus what
     C4 changed of the text handed to it: within 1.3x of each chain's last kept shards, the removed
     shards and the dedup stages' working files together."""
-    (all_dir, every), (final_dir, final) = both["all"], both["final"]
+    all_dir, (final_dir, final) = both["all"][0], both["final"]
     files = {stage: stage_files(str(final_dir), entry) for stage, entry in final.stages.items()}
     in_memory = sum(p.stat().st_size for stage in IN_MEMORY for p in (all_dir / "stages" / stage / "kept").iterdir())
     changes = sum(info.bytes for f in files.values() for info in f.changes)
@@ -108,7 +108,7 @@ def test_bytes_written(both):
 
 @pytest.mark.ray
 def test_inspect_shows_a_stage_kept_in_memory(both):
-    (_, _), (final_dir, final) = both["all"], both["final"]
+    final_dir, final = both["final"]
     result = CliRunner().invoke(app, ["inspect", str(final_dir), "langid", "-n", "2"])
     assert result.exit_code == 0, result.output
     first = next(kept_shards(str(final_dir), "langid")).column("id")[0].as_py()
@@ -117,7 +117,7 @@ def test_inspect_shows_a_stage_kept_in_memory(both):
 
 @pytest.mark.ray
 def test_a_changed_option_at_the_end_of_a_chain_runs_the_stages_that_hand_it_documents(both, tmp_path):
-    (_, _), (final_dir, _) = both["all"], both["final"]
+    final_dir = both["final"][0]
     changed = run_yaml(final_dir.parent, curation(final_dir, "final", fineweb_quality={"line_punct_thr": 0.3}))
     assert not any(changed.stages[s].cached for s in [*IN_MEMORY, "fineweb_quality"])
     assert all(changed.stages[s].kept_in for s in IN_MEMORY)
