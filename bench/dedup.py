@@ -264,7 +264,7 @@ def _name(proc) -> str:
     line = proc.cmdline()
     if line and line[0].startswith("ray::"):  # a Ray worker, named by the task it runs
         task = line[0].split()[0].removeprefix("ray::")
-        return {"MapBatches(run_source_task)": "read task", "MapBatches(run_stage_task)": "judge task",
+        return {"MapBatches(run_source_task)": "read task", "MapBatches(run_chain_task)": "judge task",
                 "run_phase_task": "phase task"}.get(task, "ray::" + task)
     if any("default_worker.py" in part for part in line):
         return "ray worker"

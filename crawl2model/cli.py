@@ -151,10 +151,10 @@ def inspect(run_dir: str = typer.Argument(..., help="a run's output_dir"),
 
 
 def _shards(run_dir: str, stage: str, removed: bool):
-    """The stage's removed shards, or its kept ones (rebuilt when it handed them on in memory)."""
-    if removed:
-        return (storage.read_parquet(p) for p in storage.list_files(storage.join(run_dir, "stages", stage, "removed"),
-                                                                   ".parquet"))
+    """The stage's removed shards, or its kept ones: rebuilt when it handed them on in memory."""
+    files = storage.list_files(storage.join(run_dir, "stages", stage, "removed" if removed else "kept"), ".parquet")
+    if removed or files:
+        return (storage.read_parquet(path) for path in files)
     return kept_shards(run_dir, stage)
 
 

@@ -1,9 +1,10 @@
 """The runner: the only module that knows Ray.
 
 It plans which stages run (fingerprints against the manifest, `--until`, `--force`), turns each
-chain of stages into one streaming Ray Data pipeline (a task pool per stage, an actor pool for
-stages with `setup()`), shows progress, and writes stats.json and manifest.json as stages finish.
-Shards flow between operators by path: each operator writes its Parquet and passes on the name.
+chain of stages into one streaming Ray Data pipeline (an operator per run of neighbouring stages
+asking for the same resources: a task pool, or an actor pool when one has `setup()`), shows
+progress, and writes stats.json and manifest.json as stages finish. Shards flow between stages by
+path (each writes its Parquet and passes on the name) or, under `materialize: final`, in memory.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from crawl2model.pipeline.sources import InputFile, list_input_files
 from crawl2model.pipeline.failures import failed_stage, one_line
 from crawl2model.pipeline.ray_log import ray_messages_to
 from crawl2model.pipeline.reporting import Report, Reporter, drain, draining
-from crawl2model.pipeline.worker import StageWorker, run_phase_task, run_source_task, run_stage_task, tag_stage
+from crawl2model.pipeline.worker import ChainWorker, run_chain_task, run_phase_task, run_source_task, tag_stage
 
 log = logging.getLogger(__name__)
 
@@ -328,10 +329,11 @@ def _run_chain(config: RunConfig, plan: Plan, chain: list[StageNode], manifest: 
         if first.makes_artifact:  # it removes nothing: its documents out are its documents in, by reference
             _pass_through(first, units, phase_context.artifact_dir)
             rest, count = [], 0
-        pools = sum(node.needs_setup for node in rest)
-        for node in rest:  # a chain's only actor pool starts at full size, but not above its count of inputs
-            dataset = _add_stage(dataset, node, cpus, report, phase_context if node is first else None,
-                                 min_actors=count if pools == 1 else 1, end=_end(plan, node))
+        groups = _groups(rest)
+        pools = sum(any(node.needs_setup for node in group) for group in groups)
+        for group in groups:  # a chain's only actor pool starts at full size, but not above its count of inputs
+            dataset = _add_stages(dataset, group, cpus, report, phase_context if group[0] is first else None,
+                                  min_actors=count if pools == 1 else 1, ends=[_end(plan, node) for node in group])
 
         try:
             if count:  # the reporter is drained on a timer (reporting.draining): each stage's counts move as it
@@ -393,22 +395,36 @@ def _end(plan: Plan, node: StageNode) -> StageNode | None:
     return plan.node(node.kept_in[-1]) if node.kept_in else None
 
 
-def _add_stage(dataset, node: StageNode, cpus: int, report: Report, context: PhaseContext | None = None,
-               min_actors: int = 1, end: StageNode | None = None):
-    """The stage as a Ray Data operator: a task per shard, or an actor pool for a stage with setup,
-    from `min_actors` actors up to one per CPU it asks for. Growing a pool from one actor delayed
-    the second by 1.7 s of a 9 s run, so a chain's only pool starts larger; several pools in one
-    chain start at one actor each, so each gets one before any grows."""
+def _groups(chain: list[StageNode]) -> list[list[StageNode]]:
+    """The chain's stages cut into runs of neighbours that ask for the same resources: each run is
+    one Ray Data operator (worker.ChainWorker), a shard going through its stages in one process.
+    Ray Data fuses neighbouring task stages by itself, but not a stage with setup (an actor) with
+    the stages after it, whose tasks then wait for the actors' CPUs until the last shard is done."""
+    groups: list[list[StageNode]] = []
+    for node in chain:
+        if groups and _remote_options(groups[-1][-1]) == _remote_options(node):
+            groups[-1].append(node)
+        else:
+            groups.append([node])
+    return groups
+
+
+def _add_stages(dataset, nodes: list[StageNode], cpus: int, report: Report, context: PhaseContext | None = None,
+                min_actors: int = 1, ends: list[StageNode | None] = ()):
+    """Stages as one Ray Data operator: a task per shard, or an actor pool when one of them has
+    setup, from `min_actors` actors up to one per CPU they ask for. Growing a pool from one actor
+    delayed the second by 1.7 s of a 9 s run, so a chain's only pool starts larger; several pools
+    in one chain start at one actor each, so each gets one before any grows."""
     import ray.data
 
-    remote = _remote_options(node)
-    if node.needs_setup:
+    remote = _remote_options(nodes[0])
+    arguments = {"nodes": nodes, "context": context, "report": report, "ends": list(ends)}
+    if any(node.needs_setup for node in nodes):
         workers = max(1, int(cpus // max(remote["num_cpus"], 1e-3)))
         pool = ray.data.ActorPoolStrategy(min_size=max(1, min(min_actors, workers)), max_size=workers)
-        return dataset.map_batches(StageWorker, batch_size=1, compute=pool, batch_format="pyarrow", **remote,
-                                   fn_constructor_kwargs={"node": node, "context": context, "report": report, "end": end})
-    return dataset.map_batches(run_stage_task, batch_size=1, batch_format="pyarrow", **remote,
-                               fn_kwargs={"node": node, "context": context, "report": report, "end": end})
+        return dataset.map_batches(ChainWorker, batch_size=1, compute=pool, batch_format="pyarrow", **remote,
+                                   fn_constructor_kwargs=arguments)
+    return dataset.map_batches(run_chain_task, batch_size=1, batch_format="pyarrow", **remote, fn_kwargs=arguments)
 
 
 def _run_phases(plan: Plan, node: StageNode, units: list[_Unit], cpus: int, progress: Progress,

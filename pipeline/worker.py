@@ -230,10 +230,26 @@ class StageWorker:
         return handed_rows(rows)
 
 
-def run_stage_task(batch: pa.Table, node: StageNode, context: PhaseContext | None = None,
-                   report: Report | None = None, end: StageNode | None = None) -> pa.Table:
-    """Task-pool entry point for stages without setup: a fresh worker per call is cheap."""
-    return StageWorker(node, context, report, end)(batch)
+class ChainWorker:
+    """Neighbouring stages of a chain in one worker (runner._groups): each shard goes through
+    them in turn, in this process; the first is given the global stage's `context`, if any."""
+
+    def __init__(self, nodes: list[StageNode], context: PhaseContext | None = None, report: Report | None = None,
+                 ends: list[StageNode | None] = ()):
+        ends = list(ends) or [None] * len(nodes)
+        self.workers = [StageWorker(node, context if i == 0 else None, report, end)
+                        for i, (node, end) in enumerate(zip(nodes, ends))]
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        for worker in self.workers:
+            batch = worker(batch)
+        return batch
+
+
+def run_chain_task(batch: pa.Table, nodes: list[StageNode], context: PhaseContext | None = None,
+                   report: Report | None = None, ends: list[StageNode | None] = ()) -> pa.Table:
+    """Task-pool entry point for stages without setup: fresh workers per call are cheap."""
+    return ChainWorker(nodes, context, report, ends)(batch)
 
 
 class SourceWorker:

@@ -48,7 +48,7 @@ def wait_for_done(folder: Path, count: int, timeout: float = 120) -> None:
 
 def stage_workers(process: subprocess.Popen) -> list[psutil.Process]:
     """The Ray workers of a run that are running a stage now: Ray names a busy worker after its
-    task (`ray::MapBatches(run_stage_task)->...`), an idle one `ray::IDLE`."""
+    task (`ray::MapBatches(run_chain_task)->...`), an idle one `ray::IDLE`."""
     session = os.getsid(process.pid)
     found = []
     for candidate in psutil.process_iter(["cmdline"]):

@@ -145,6 +145,25 @@ def test_what_a_stage_hands_on_in_memory(tmp_path):
     assert [n.kept_in for n in kept_in_memory([source_node(config), *nodes])] == [(), ("langid",), ()]
 
 
+def test_a_stage_whose_documents_another_reads_keeps_them_on_disk():
+    from crawl2model.catalog import resolve_stage
+    from crawl2model.pipeline.plan import StageNode, kept_in_memory
+    from crawl2model.pipeline.stage import Stage
+
+    class ReadsLangid(Stage):  # as an ablation whose arm is langid
+        @classmethod
+        def reads_documents_of(cls, config):
+            return ["langid"]
+
+    def node(name, cls, after):
+        return StageNode(name, cls, cls.Config(), (after,) if after else (), materialize="final")
+
+    extract, langid = resolve_stage("extract"), resolve_stage("langid")
+    nodes = [StageNode(SOURCE, None, None, materialize="final"), node("extract", extract, SOURCE),
+             node("langid", langid, "extract"), node("short", langid, "langid"), node("arms", ReadsLangid, "short")]
+    assert [n.kept_in for n in kept_in_memory(nodes)] == [("extract", "langid"), ("langid",), (), ("arms",), ()]
+
+
 def test_a_rebuild_needs_the_stages_that_hold_the_documents(tmp_path):
     with pytest.raises(RebuildError, match="has not finished"):
         next(kept_shards(str(tmp_path), "langid"))
