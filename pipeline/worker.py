@@ -3,7 +3,9 @@ task of a global stage's phase.
 
 A unit of work reads a shard, applies the stage batch by batch, writes `kept/part-<unit>.parquet`
 and `removed/part-<unit>.parquet`, then a `_done/<unit>.json` record with its counts. The record is
-written last, so its presence means the unit is complete: a resumed run skips such units.
+written last, so its presence means the unit is complete: a resumed run skips such units. A stage
+that hands its kept documents on in memory (`materialize: final`) takes and gives them as Arrow
+IPC bytes instead of a path, and writes its removed documents and what it changed (rebuild).
 Nothing here knows Ray; the runner wraps these callables into Ray Data operators, and passes
 `report`, called with (stage, record) as each unit finishes, so progress moves as work is done.
 """
