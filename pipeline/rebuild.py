@@ -43,11 +43,12 @@ def kept_shards(run_dir: str, stage: str, manifest: Manifest | None = None) -> I
         for info in stage_files(run_dir, entry).kept:
             yield storage.read_parquet(storage.absolute(info.path, run_dir))
         return
-    for output in _outputs(run_dir, stage, entry.fingerprint):
-        if stage == SOURCE:
-            yield _read_again(run_dir, output)
-        else:
-            yield _rebuilt(run_dir, output, [(name, manifest.stages[name].fingerprint) for name in entry.kept_in])
+    outputs = _outputs(run_dir, stage, entry.fingerprint)
+    if stage == SOURCE:
+        yield from _read_again(run_dir, outputs)
+        return
+    for output in outputs:
+        yield _rebuilt(run_dir, output, [(name, manifest.stages[name].fingerprint) for name in entry.kept_in])
 
 
 def _outputs(run_dir: str, stage: str, fingerprint: str) -> list[ShardOutput]:
@@ -67,12 +68,13 @@ def _rebuilt(run_dir: str, output: ShardOutput, later: list[tuple[str, str]]) ->
             raise RebuildError(f"stage '{name}' has no finished shard {output.unit}, which holds documents before it")
         outputs.append(record.outputs[0])
     parts = [(len(outputs) - 1, outputs[-1].kept)] + [(j, o.removed) for j, o in enumerate(outputs) if o.removed]
+    changes = [o.changes and storage.read_parquet(storage.absolute(o.changes.path, run_dir)) for o in outputs]
     tables = []
     for j, info in parts:
         table = storage.read_parquet(storage.absolute(info.path, run_dir))
-        for later_output in reversed(outputs[:j + 1]):  # undo the latest change first
-            if later_output.changes is not None:
-                table = undo_changes(table, storage.read_parquet(storage.absolute(later_output.changes.path, run_dir)))
+        for old in reversed(changes[:j + 1]):  # undo the latest change first
+            if old is not None:
+                table = undo_changes(table, old)
         tables.append(table.select(output.columns))
     return pa.concat_tables(tables)
 
@@ -148,9 +150,10 @@ def undo_changes(table: pa.Table, old: pa.Table) -> pa.Table:
     return table
 
 
-def _read_again(run_dir: str, output: ShardOutput) -> pa.Table:
-    """A shard of the reader, read again from its input file as the run's config.yaml lists it
-    (from the directory the run was started in, where a relative input pattern names its files)."""
+def _read_again(run_dir: str, outputs: list[ShardOutput]) -> Iterator[pa.Table]:
+    """The reader's shards (`outputs`, in unit order), read again from the input files as the run's
+    config.yaml lists them (from the directory the run was started in, where a relative input
+    pattern names its files), each file once."""
     from collections import Counter
 
     from crawl2model.pipeline.config import RunConfig
@@ -158,11 +161,14 @@ def _read_again(run_dir: str, output: ShardOutput) -> pa.Table:
 
     raw = yaml.safe_load(storage.read_bytes(storage.join(run_dir, "config.yaml")) or b"{}")
     config = RunConfig.model_validate({**raw, "output_dir": run_dir, "stages": []})
-    index, number = (int(part) for part in output.unit.split("-"))
-    files = [f for f in list_input_files(config.input, config.seed, run_dir) if f.index == index]
-    chunks = read_chunks(files[0], config.input, Counter()) if files else iter(())
-    chunk = next((c for k, c in enumerate(chunks) if k == number), None)
-    if chunk is None or chunk.kept.num_rows != output.docs_out:
-        raise RebuildError(f"the input file of shard {output.unit} of '{SOURCE}' is not the one the run read "
-                           "(it changed, or moved); run the stage with `materialize: all` to keep its shards")
-    return chunk.kept
+    files = {f.index: f for f in list_input_files(config.input, config.seed, run_dir)}
+    chunks, at = iter(()), None  # the chunks of the file being read, and its index
+    for output in outputs:
+        index, number = (int(part) for part in output.unit.split("-"))
+        if index != at:
+            chunks, at = (enumerate(read_chunks(files[index], config.input, Counter())) if index in files else iter(())), index
+        chunk = next((c for k, c in chunks if k == number), None)
+        if chunk is None or chunk.kept.num_rows != output.docs_out:
+            raise RebuildError(f"the input file of shard {output.unit} of '{SOURCE}' is not the one the run read "
+                               "(it changed, or moved); run the stage with `materialize: all` to keep its shards")
+        yield chunk.kept
