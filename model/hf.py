@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from crawl2model.model.llama import Llama
-from crawl2model.model.special_tokens import EOS, PAD
+from crawl2model.model.special_tokens import CHAT_TOKENS, END, EOS, PAD
 
 _NAMES = {  # ours -> HF's, per layer `{i}`
     "attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj", "attention.wv": "self_attn.v_proj",
@@ -45,7 +45,9 @@ def hf_config(model: Llama, special: dict[str, int] | None = None) -> dict:
 
 def export_hf(model: Llama, out_dir: str | Path, tokenizer_file: str | Path | None = None) -> Path:
     """Write the HF folder; with `tokenizer_file` (our tokenizer.json), the tokenizer too, with
-    `<|endoftext|>` as its EOS and `<|pad|>` as padding when the vocabulary has them."""
+    `<|endoftext|>` as its EOS and `<|pad|>` as padding when the vocabulary has them, and, when it
+    has the chat markers, our chat template (`apply_chat_template` gives the ids SFT and DPO trained
+    on) and `<|end|>` as a second EOS in generation_config.json, so `generate` stops at a turn's end."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -58,12 +60,21 @@ def export_hf(model: Llama, out_dir: str | Path, tokenizer_file: str | Path | No
     if tokenizer_file is not None:
         from tokenizers import Tokenizer
 
+        from crawl2model.train.chat import jinja_template
+
         vocab = Tokenizer.from_file(str(tokenizer_file)).get_vocab()
         special = {name: vocab[token] for name, token in (("eos", EOS), ("pad", PAD)) if token in vocab}
         shutil.copyfile(tokenizer_file, out / "tokenizer.json")
+        chat = all(token in vocab for token in CHAT_TOKENS)
         (out / "tokenizer_config.json").write_text(json.dumps({
             "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.config.max_seq_len,
             **({"eos_token": EOS, "bos_token": EOS} if "eos" in special else {}),
-            **({"pad_token": PAD} if "pad" in special else {})}, indent=2))
+            **({"pad_token": PAD} if "pad" in special else {}),
+            **({"additional_special_tokens": list(CHAT_TOKENS), "chat_template": jinja_template()} if chat else {}),
+        }, indent=2))
+        if chat and "eos" in special:
+            (out / "generation_config.json").write_text(json.dumps({
+                "bos_token_id": special["eos"], "eos_token_id": [special["eos"], vocab[END]],
+                "pad_token_id": special.get("pad")}, indent=2))
     (out / "config.json").write_text(json.dumps(hf_config(model, special), indent=2))
     return out

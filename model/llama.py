@@ -102,9 +102,10 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin, cache: KVCache | None = None, start: int = 0) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        # -1 heads: under tensor parallelism a rank holds n_heads / tp of them (train/parallel.py)
+        q = self.wq(x).view(B, T, -1, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(B, T, -1, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(B, T, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer, start, k, v)
@@ -146,12 +147,18 @@ class Block(nn.Module):
         return x + self.feed_forward(self.ffn_norm(x))
 
 
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the next tokens, in fp32; targets of -100 do not count."""
+    return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+
+
 class Llama(nn.Module):
     def __init__(self, config: LlamaConfig):
         super().__init__()
         self.config = config
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
-        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        # a dict by layer number: a pipeline stage keeps some layers under their own names
+        self.layers = nn.ModuleDict({str(i): Block(config, i) for i in range(config.n_layers)})
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -169,20 +176,21 @@ class Llama(nn.Module):
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
                 start: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, vocab), and the mean cross-entropy against `targets` when given
-        (positions whose target is -100 do not count)."""
+        (positions whose target is -100 do not count). A pipeline stage (train/parallel.py) lacks
+        the embedding (it takes the hidden states (B, T, dim) of the stage before) or the output
+        (it gives its hidden states, and no loss)."""
         T = tokens.shape[1]
         if start + T > self.config.max_seq_len:
             raise ValueError(f"{start + T} positions, but the model was built for max_seq_len {self.config.max_seq_len}")
         cos, sin = rope_tables(self.config.head_dim, torch.arange(start, start + T, device=tokens.device),
                                self.config.rope_theta)
-        x = self.tok_embeddings(tokens)
-        for layer in self.layers:
+        x = self.tok_embeddings(tokens) if self.tok_embeddings is not None else tokens
+        for layer in self.layers.values():
             x = layer(x, cos, sin, cache, start)
+        if self.output is None:
+            return x, None
         logits = self.output(self.norm(x))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
-        return logits, loss
+        return logits, None if targets is None else lm_loss(logits, targets)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -12,7 +12,7 @@ train`). The stage removes nothing.
 from __future__ import annotations
 
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from crawl2model.pipeline import storage
 from crawl2model.pipeline.global_stage import PhaseContext
@@ -25,7 +25,15 @@ class PretrainConfig(StageConfig, TrainConfig):
     tokens_dir: str | None = None  # a tokens folder; unset: the artifact of the nearest tokenize stage upstream
     cpus: int = Field(1, ge=1)  # per worker: Ray's CPUs for it, and torch's threads on a CPU
     gpus: int = Field(0, ge=0, le=1)  # per worker: 1 runs it on a GPU
-    workers: int = Field(1, ge=1)  # more than 1: a Ray Train data-parallel job of this many workers
+    workers: int = Field(1, ge=1)  # more than 1: a Ray Train job of this many workers, in the mesh of `parallel`
+
+    @model_validator(mode="after")
+    def _mesh(self) -> PretrainConfig:
+        """The layout, checked against the model, the batch and the workers before any work."""
+        problems = self.parallel.check(self.model, self.batch_size, self.workers)
+        if problems:
+            raise ValueError(f"parallel: {'; '.join(problems)}")
+        return self
 
     @field_validator("tokens", mode="before")
     @classmethod

@@ -4,8 +4,9 @@ stage reserves:
     <|system|>You are terse.<|end|><|user|>Hi<|end|><|assistant|>Hello.<|end|>
 
 Each message is its role's marker, its text, and `<|end|>`. Only assistant text and its `<|end|>`
-are learned (labels); markers, system and user text are context (label -100). A prompt for
-generation ends with `<|assistant|>`, and generation stops at `<|end|>`.
+are learned (labels), unless the message has OpenAI's `"weight": 0`; markers, system and user text
+are context (label -100). A prompt for generation ends with `<|assistant|>`, and generation stops at
+`<|end|>`. `jinja_template` is the same template for Hugging Face's `apply_chat_template`.
 
 Conversations (SFT) and preference pairs (DPO) come as JSON lines: `encode_jsonl` reads both.
 """
@@ -45,12 +46,38 @@ class ChatTokens:
             if role not in ROLES or not isinstance(content, str):
                 raise ValueError(f"message {number}: needs a role ({', '.join(ROLES)}) and text content, got {message!r}")
             body = self.text(content) + [self.end]
+            learned = role == "assistant" and message.get("weight", 1) != 0
             ids += [self.marker[role], *body]
-            labels += [IGNORE, *(body if role == "assistant" else [IGNORE] * len(body))]
+            labels += [IGNORE, *(body if learned else [IGNORE] * len(body))]
         if generation_prompt:
             ids.append(self.marker["assistant"])
             labels.append(IGNORE)
         return ids, labels
+
+
+def jinja_template() -> str:
+    """`ChatTokens.encode` as a Jinja chat template, for a Hugging Face tokenizer_config.json. Text
+    goes between the markers as it is (no spaces, no newlines, no stripping): the tokenizer splits the
+    rendered string at its added tokens and encodes each piece alone, which is what `encode` does, so
+    `apply_chat_template` gives the same ids (tests/model/test_hf.py)."""
+    markers = "{" + ", ".join(f"'{role}': '{token}'" for role, token in MARKERS.items()) + "}"
+    return ("{%- set markers = " + markers + " -%}"
+            "{%- for message in messages -%}"
+            "{%- if message['role'] not in markers -%}"
+            "{{ raise_exception('a role is one of " + ", ".join(ROLES) + ", not ' + message['role']) }}"
+            "{%- endif -%}"
+            "{{ markers[message['role']] + message['content'] + '" + END + "' }}"
+            "{%- endfor -%}"
+            "{%- if add_generation_prompt -%}{{ '" + ASSISTANT + "' }}{%- endif -%}")
+
+
+def as_messages(value, role: str) -> list[dict]:
+    """A chat turn given as a string (one message of `role`) or as a list of messages."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        return value
+    raise ValueError(f"needs a string or a list of messages, got {type(value).__name__}")
 
 
 def encode_jsonl(paths: list[str | Path], encode) -> tuple[list, list[tuple[str, str]]]:

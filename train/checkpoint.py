@@ -2,18 +2,23 @@
 
 A checkpoint is a folder `step-000123/` (a local path or an fsspec URL) holding `config.json` (the
 training and model config, and the sha256 of the tokenizer), `tokenizer.json` (a copy of the
-tokenizer the model was trained with, so the checkpoint is whole on its own) and `state.pt`
-(model, optimizer, scheduler, data loader position, RNG states, step). `state.pt` is written
-last, atomically: a folder that has it is whole. Loading uses `torch.load(weights_only=True)`: a
-checkpoint can hold tensors and plain values, never code.
+tokenizer the model was trained with, so the checkpoint is whole on its own), `shards/` (the
+model and optimizer state as torch.distributed.checkpoint writes it: each rank its own part, no
+rank ever holding the whole; a job of another world size or mesh reads the parts it needs) and
+`state.pt` (scheduler, data loader position, RNG states, step; or, from `save`, the weights
+themselves). `state.pt` is written last, atomically: a folder that has it is whole. Loading uses
+`torch.load(weights_only=True)`: a checkpoint can hold tensors and plain values, never code.
 """
 from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import posixpath
 import random
+import tempfile
+import warnings
 
 import numpy as np
 import torch
@@ -22,6 +27,10 @@ from crawl2model.pipeline import storage
 from crawl2model.train.tokens import TOKENIZER
 
 STATE = "state.pt"
+SHARDS = "shards"
+# torch.distributed.checkpoint warns at every save and load of a single process, which is how one
+# process is meant to use it
+warnings.filterwarnings("ignore", "torch.distributed is disabled, unavailable or uninitialized", UserWarning)
 
 
 def step_dir(root: str, step: int) -> str:
@@ -82,8 +91,8 @@ def save(root: str, step: int, state: dict, config: dict, tokenizer: str | None 
     return folder
 
 
-def load(path: str, map_location="cpu") -> tuple[dict, dict]:
-    """(state, config) of a checkpoint folder; ValueError naming the file when it is not whole."""
+def load_state(path: str, map_location="cpu") -> tuple[dict, dict]:
+    """(state.pt, config.json) of a checkpoint folder; ValueError naming the file when it is not whole."""
     path = str(path)
     if not storage.exists(storage.join(path, STATE)):
         raise ValueError(f"{path}: not a checkpoint (no {STATE}); checkpoints are folders named step-NNNNNN")
@@ -93,6 +102,113 @@ def load(path: str, map_location="cpu") -> tuple[dict, dict]:
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError) as error:  # cut or foreign
         raise ValueError(f"{path}: corrupt checkpoint ({type(error).__name__}: {str(error)[:200]})") from None
     return state, config
+
+
+def load(path: str, map_location="cpu") -> tuple[dict, dict]:
+    """(state, config) of a checkpoint folder, whole in this process: state.pt's, with the
+    `model` and `optimizer` of its shards when it has them (the optimizer's keys flat, as
+    torch's `flatten_optimizer_state_dict` names them)."""
+    state, config = load_state(path, map_location)
+    shards = storage.join(str(path), SHARDS)
+    if storage.exists(storage.join(shards, ".metadata")):
+        from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+        with tempfile.TemporaryDirectory() as scratch:
+            whole = os.path.join(scratch, "whole.pt")
+            dcp_to_torch_save(_local_folder(shards, scratch), whole)
+            state = {**state, **torch.load(whole, map_location=map_location, weights_only=True)}
+    return state, config
+
+
+def load_weights(path: str, model) -> None:
+    """The model weights of checkpoint `path` into `model` (one process, whole): from its shards,
+    reading the model's part alone, or from state.pt."""
+    import torch.distributed.checkpoint as dcp
+
+    shards = storage.join(str(path), SHARDS)
+    if storage.exists(storage.join(shards, ".metadata")):
+        state = {"model": model.state_dict()}
+        dcp.load(state, storage_reader=_reader(shards), no_dist=True)
+        model.load_state_dict(state["model"])
+    else:
+        model.load_state_dict(load_state(path)[0]["model"])
+
+
+_OPTIONS = dict(flatten_optimizer_state_dict=True)  # optimizer state by parameter name: stages of a pipeline
+# name disjoint parts, so their param_groups never collide in the shared metadata
+
+
+def model_and_optimizer(model, optimizer) -> dict:
+    """This rank's part of the model and optimizer state, by parameter name (sharded tensors as
+    DTensors); also what `load_sharded` fills."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    model_state, optimizer_state = get_state_dict(model, optimizer, options=StateDictOptions(**_OPTIONS))
+    return {"model": model_state, "optimizer": optimizer_state}
+
+
+def save_sharded(root: str, step: int, model, optimizer, state: dict, config: dict, tokenizer: str | None,
+                 main: bool) -> str:
+    """Every rank writes its part of the model and optimizer into `shards/` (a collective call);
+    then the first rank writes the rest, `state.pt` last. Returns the folder."""
+    import torch.distributed.checkpoint as dcp
+
+    folder = step_dir(root, step)
+    dcp.save(model_and_optimizer(model, optimizer), storage_writer=_writer(storage.join(folder, SHARDS)),
+             no_dist=not torch.distributed.is_initialized())
+    if main:
+        save(root, step, state, config, tokenizer)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # no rank goes on (or ends the job) before the checkpoint is whole
+    return folder
+
+
+def load_sharded(path: str, model, optimizer) -> None:
+    """Fill `model` and `optimizer` from the shards of checkpoint `path`, resharded to this job's
+    mesh (each rank reads what it holds)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    shards = storage.join(str(path), SHARDS)
+    if not storage.exists(storage.join(shards, ".metadata")):
+        raise ValueError(f"{path}: holds no {SHARDS}/ (weights only, or an older format): start a new folder from it")
+    state = model_and_optimizer(model, optimizer)
+    dcp.load(state, storage_reader=_reader(shards), no_dist=not torch.distributed.is_initialized())
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                   options=StateDictOptions(**_OPTIONS))
+
+
+def _writer(path: str):
+    """torch.distributed.checkpoint's writer for a local folder or an fsspec URL, whose metadata
+    leaves out the folder's path and a random save id: the same training writes the same bytes
+    in any folder."""
+    from torch.distributed.checkpoint import FileSystemWriter
+    from torch.distributed.checkpoint._fsspec_filesystem import FsspecWriter
+
+    base = FileSystemWriter if storage.is_local(path) else FsspecWriter
+
+    class Writer(base):
+        def storage_meta(self):
+            return None
+
+    return Writer(storage.filesystem(path)[1] if storage.is_local(path) else path)
+
+
+def _reader(path: str):
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader
+
+    return FileSystemReader(storage.filesystem(path)[1]) if storage.is_local(path) else FsspecReader(path)
+
+
+def _local_folder(path: str, scratch: str) -> str:
+    """`path` as a local folder: itself, or a copy of an object store's under `scratch`."""
+    if storage.is_local(path):
+        return storage.filesystem(path)[1]
+    fs, inner = storage.filesystem(path)
+    target = os.path.join(scratch, SHARDS)
+    fs.get(inner.rstrip("/") + "/", target, recursive=True)
+    return target
 
 
 def tokenizer_file(path: str, given: str | None = None) -> str:

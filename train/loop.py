@@ -1,11 +1,12 @@
-"""The training loop every trainer here shares (pretraining, SFT), and its settings.
+"""The training loop every trainer here shares (pretraining, SFT, DPO: an objective each), and its settings.
 
 AdamW (decoupled weight decay on matrices only), linear warmup then cosine decay to `min_lr`,
 gradient clipping and accumulation, bf16 autocast where the device has it, periodic validation,
 and a clear stop naming the step when the loss turns NaN or jumps. Checkpoints hold the model,
 optimizer, scheduler, loader position and RNG states: a run resumes from the newest one and
-continues exactly. One process, or data-parallel (DDP or FSDP) under torchrun or Ray Train: the
-rank and world size come from the environment they set.
+continues exactly, at any world size or mesh. One process, or a mesh of data, tensor and pipeline
+parallel ranks (train/parallel.py) under torchrun or Ray Train: the rank and world size come from
+the environment they set.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from crawl2model.model.llama import Llama
 from crawl2model.pipeline import storage
 from crawl2model.train import checkpoint
+from crawl2model.train.parallel import (Layout, ParallelConfig, Pipeline, clip_grad_norm, held_weights, layout_for,
+                                        parallelize)
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}  # dense
 
@@ -63,7 +66,7 @@ class TrainConfig(BaseModel):
     seed: int = 0
     device: str = "auto"  # auto: cuda when present, else cpu
     compile: bool = False  # torch.compile the model
-    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun with more than one process
+    parallel: ParallelConfig = ParallelConfig()  # the mesh of a job of several processes (train/parallel.py)
     peak_flops: float | None = None  # of one device, for MFU (default: known GPUs in bf16)
 
     @model_validator(mode="after")
@@ -81,10 +84,11 @@ class TrainingError(RuntimeError):
     """The loss went bad: NaN, infinite, or a spike. The message names the step."""
 
 
-def total_steps(config: TrainConfig, world: int) -> int:
+def total_steps(config: TrainConfig, replicas: int) -> int:
+    """`steps`, or the steps a `tokens` budget buys with `replicas` data-parallel replicas."""
     if config.steps is not None:
         return config.steps
-    return max(1, config.tokens // (config.batch_size * config.grad_accum * world * config.seq_len))
+    return max(1, config.tokens // (config.batch_size * config.grad_accum * replicas * config.seq_len))
 
 
 def learning_rate(config: TrainConfig, step: int, steps: int) -> float:
@@ -105,14 +109,17 @@ def optimizer_for(model: torch.nn.Module, config: TrainConfig, fused: bool) -> t
 
 
 class Distributed:
-    """Rank and world size under torchrun (one process otherwise), and the process group."""
+    """Rank and world size under torchrun (one process otherwise), the process group, and this
+    process's place in the mesh `parallel` asks for (`layout`: its data-parallel rank, its
+    pipeline stage)."""
 
-    def __init__(self, device: str):
+    def __init__(self, device: str, parallel: ParallelConfig | None = None):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if self.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        self.layout: Layout = layout_for(parallel or ParallelConfig(), self.world, device)
 
     @property
     def main(self) -> bool:
@@ -137,19 +144,6 @@ def pick_device(config: TrainConfig, local_rank: int) -> str:
     return f"cuda:{local_rank}" if config.device == "cuda" else config.device
 
 
-def wrap(model: Llama, config: TrainConfig, dist: Distributed, device: str) -> torch.nn.Module:
-    """The model across ranks: DDP, or FSDP (torch's fully_shard, a block at a time); itself alone."""
-    if dist.world > 1 and config.parallel == "fsdp":
-        from torch.distributed.fsdp import fully_shard
-
-        for block in model.layers:
-            fully_shard(block)
-        return fully_shard(model)
-    if dist.world > 1:
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
-    return model
-
-
 def run_distributed(config: TrainConfig, job) -> dict:
     """Call `job(dist, device)` with this process's rank and device (torchrun's, Ray Train's, or
     a single process's), and leave the process group as it was found."""
@@ -157,7 +151,7 @@ def run_distributed(config: TrainConfig, job) -> dict:
     checkpoint.seed_rngs(config.seed)
     try:
         device = pick_device(config, int(os.environ.get("LOCAL_RANK", "0")))
-        dist = Distributed(device)
+        dist = Distributed(device, config.parallel)
         if device.startswith("cuda"):
             torch.cuda.set_device(device)
         return job(dist, device)
@@ -166,32 +160,58 @@ def run_distributed(config: TrainConfig, job) -> dict:
             dist.close()
 
 
+def language_modeling(model, batch) -> tuple[torch.Tensor, dict]:
+    """Pretraining's and SFT's objective: the mean next-token loss of (inputs, targets)."""
+    inputs, targets = batch
+    return model(inputs, targets)[1], {}
+
+
 def fit(model: Llama, loader, out_dir: str, config: TrainConfig, dist: Distributed, device: str, log, *,
-        validate=None, meta: dict, tokenizer: str | None = None, stop_at: int | None = None, report=None) -> dict:
-    """The training loop every trainer here shares: `loader` gives (inputs, targets) batches and
-    saves its position (TokenLoader's interface); `validate(model, autocast)` gives a loss.
-    Resumes from the newest checkpoint in `out_dir` (a local path or an fsspec URL), which must
-    have been trained with the same settings; `meta` goes into every checkpoint's config, and a
-    copy of the `tokenizer` file into its folder. `stop_at` ends this call after that step, with a
-    checkpoint, as if the job were stopped there (the schedule still runs to the configured length).
-    `report`, when given, is called on the first rank with `{"step", "steps", "loss", "tokens_per_s"}`
-    (and `val_loss` when validated) at each logged step and at least every REPORT_SECONDS: a run's
+        validate=None, meta: dict, tokenizer: str | None = None, stop_at: int | None = None, report=None,
+        objective=language_modeling) -> dict:
+    """The training loop every trainer here shares: `loader` gives batches and saves its position
+    (train/data.py's EpochLoader interface); `objective(model, batch)` gives the loss to minimise
+    and metrics to log beside it (language modeling, or DPO's); `validate(model, autocast)` gives a
+    held-out loss, or a dict of metrics with a "loss" (logged as `val/<name>`).
+    The model is spread over the job's processes as `config.parallel` asks (train/parallel.py;
+    a pipeline runs language modeling only). Resumes from the newest checkpoint in `out_dir` (a
+    local path or an fsspec URL), which must have been trained with the same settings, at any
+    world size and mesh; `meta` goes into every checkpoint's config, and a copy of the `tokenizer`
+    file into its folder. `stop_at` ends this call after that step, with a checkpoint, as if the
+    job were stopped there (the schedule still runs to the configured length). `report`, when
+    given, is called on the first rank with `{"step", "steps", "loss", "tokens_per_s"}` (and
+    `val_loss` when validated) at each logged step and at least every REPORT_SECONDS: a run's
     progress (the pipeline's training stages forward it to the driver)."""
-    out_dir = str(out_dir)
+    out_dir, layout = str(out_dir), dist.layout
+    problems = config.parallel.check(model.config, config.batch_size)
+    if layout.pp > 1 and (objective is not language_modeling or config.compile):
+        problems.append("a pipeline (pp > 1) trains language modeling (pretraining, SFT) without compile")
+    if problems:
+        raise ValueError(f"parallel: {'; '.join(problems)}")
+    flops_per_token, weights = model.flops_per_token(config.seq_len), model.num_params()  # whole, before a pipeline cuts it
     model.train()
-    parallel = wrap(model, config, dist, device)
+    parallel = parallelize(model, config.parallel, layout, device)
+    pipeline = Pipeline(parallel, config.parallel, layout, device, config.grad_accum) if layout.pp > 1 else None
+    if dist.world > 1:
+        log(f"mesh pp {layout.pp} x dp {layout.dp} x tp {layout.tp}: rank {dist.rank} holds "
+            f"{held_weights(parallel):,} of the model's {weights:,} weights")
     optimizer = optimizer_for(parallel, config, fused=device.startswith("cuda"))
-    steps = total_steps(config, dist.world)
+    steps = total_steps(config, layout.dp)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate(config, s, steps) / config.lr)
+    global_batch = config.batch_size * config.grad_accum * layout.dp
+    meta = {**meta, "global_batch": global_batch}
     start = _resume(out_dir, parallel, optimizer, scheduler, loader, config, meta, log)
     trained = torch.compile(parallel) if config.compile else parallel
     bf16 = config.precision == "bf16" or (config.precision == "auto" and device.startswith("cuda")
                                           and torch.cuda.is_bf16_supported())
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16) if bf16 else nullcontext()
     peak = config.peak_flops or _peak_flops(device)
-    tokens_per_step = config.seq_len * config.batch_size * config.grad_accum  # per rank
-    flops_per_step = model.flops_per_token(config.seq_len) * tokens_per_step
+    flops_per_step = flops_per_token * global_batch * config.seq_len
     metrics = MetricsLog(storage.join(out_dir, "metrics.jsonl"), resumed_at=start) if dist.main else None
+    if validate and pipeline:
+        validate = None
+        log("no validation with pp > 1: the held-out loss needs the whole model in one process")
+    step_once = _pipeline_step if pipeline else _step
     recent: list[float] = []
     summary: dict = {"step": start}
     reported = time.monotonic()
@@ -200,7 +220,7 @@ def fit(model: Llama, loader, out_dir: str, config: TrainConfig, dist: Distribut
     try:
         for step in range(start, min(steps, stop_at or steps)):
             started = time.perf_counter()
-            loss = _step(trained, optimizer, loader, config, autocast, dist, device)
+            loss, values = step_once(pipeline or trained, optimizer, loader, config, autocast, dist, device, objective)
             scheduler.step()
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
@@ -208,10 +228,11 @@ def fit(model: Llama, loader, out_dir: str, config: TrainConfig, dist: Distribut
             loss = dist.mean(loss, device)
             _check(loss, recent, step, config)
             summary = {"step": step + 1, "loss": round(loss, 6), "lr": optimizer.param_groups[0]["lr"],
-                       "tokens_per_s": round(tokens_per_step * dist.world / seconds),
-                       "mfu": round(flops_per_step / seconds / peak, 4) if peak else None}
+                       **{k: round(dist.mean(v, device), 6) for k, v in values.items()},
+                       "tokens_per_s": round(global_batch * config.seq_len / seconds),
+                       "mfu": round(flops_per_step / seconds / (peak * dist.world), 4) if peak else None}
             if validate and ((step + 1) % config.eval_interval == 0 or step + 1 == steps):
-                summary["val_loss"] = round(dist.mean(validate(trained, autocast), device), 6)
+                summary.update(_validated(validate(trained, autocast), dist, device))
             logged = (step + 1) % config.log_interval == 0 or "val_loss" in summary or step == start
             if metrics and logged:
                 metrics.write(summary)
@@ -222,29 +243,60 @@ def fit(model: Llama, loader, out_dir: str, config: TrainConfig, dist: Distribut
             if (step + 1) % config.checkpoint_interval == 0 or step + 1 in (steps, stop_at):
                 if metrics:  # before the checkpoint: a job resumed from it finds every step up to it logged
                     metrics.flush()
-                _save(out_dir, step + 1, parallel, optimizer, scheduler, loader, {"train": config.model_dump(mode="json"),
-                                                                                  **meta}, dist, tokenizer)
+                checkpoint.save_sharded(out_dir, step + 1, parallel, optimizer, {
+                    "scheduler": scheduler.state_dict(), "loader": loader.state_dict()},
+                    {"train": config.model_dump(mode="json"), **meta}, tokenizer, dist.main)
     finally:
         if metrics:
             metrics.close()
     return summary
 
 
-def _step(model, optimizer, loader, config, autocast, dist, device) -> float:
-    """One optimizer step over `grad_accum` micro-batches; returns the mean loss."""
-    total = 0.0
+def _validated(result, dist: Distributed, device: str) -> dict:
+    """A validation's loss (a float), or its metrics (a dict with a "loss"), as summary keys."""
+    if not isinstance(result, dict):
+        return {"val_loss": round(dist.mean(result, device), 6)}
+    result = {k: round(dist.mean(v, device), 6) for k, v in result.items()}
+    return {"val_loss": result["loss"], **{f"val/{k}": v for k, v in result.items()}}
+
+
+def _step(model, optimizer, loader, config, autocast, dist, device, objective) -> tuple[float, dict]:
+    """One optimizer step over `grad_accum` micro-batches; returns the mean loss and metrics."""
+    total, values = 0.0, {}
+    ddp = isinstance(getattr(model, "_orig_mod", model), torch.nn.parallel.DistributedDataParallel)
     for micro in range(config.grad_accum):
-        inputs, targets = (t.to(device, non_blocking=True) for t in loader.next_batch())
-        sync = micro == config.grad_accum - 1 or dist.world == 1 or config.parallel != "ddp"
+        batch = _to(loader.next_batch(), device)
+        sync = micro == config.grad_accum - 1 or not ddp
         with (nullcontext() if sync else model.no_sync()), autocast:
-            _, loss = model(inputs, targets)
+            loss, metrics = objective(model, batch)
         (loss / config.grad_accum).backward()
         total += float(loss.detach()) / config.grad_accum
+        for key, value in metrics.items():
+            values[key] = values.get(key, 0.0) + value / config.grad_accum
+    _update(model.parameters(), optimizer, config, dist)
+    return total, values
+
+
+def _pipeline_step(pipeline: Pipeline, optimizer, loader, config, autocast, dist, device, objective) -> tuple[float, dict]:
+    """One optimizer step of a pipeline stage: each of `grad_accum` batches runs the schedule."""
+    total = 0.0
+    for _ in range(config.grad_accum):
+        inputs, targets = _to(loader.next_batch(), device)
+        with autocast:
+            total += pipeline.step(inputs, targets)  # the schedule's loss is already / grad_accum
+    _update([p for group in optimizer.param_groups for p in group["params"]], optimizer, config, dist)
+    return total, {}
+
+
+def _update(parameters, optimizer, config: TrainConfig, dist: Distributed) -> None:
     if config.grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        clip_grad_norm(list(parameters), config.grad_clip, dist.layout)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return total
+
+
+def _to(batch, device: str) -> list:
+    return [t.to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t for t in batch]
 
 
 def _check(loss: float, recent: list[float], step: int, config: TrainConfig) -> None:
@@ -272,22 +324,20 @@ def evaluate(model, loader, config: TrainConfig, autocast, device: str) -> float
     return sum(losses) / len(losses)
 
 
-_FULL = dict(full_state_dict=True, cpu_offload=True)  # whole tensors on the CPU, whatever the sharding
-
-
 # settings that may change between a checkpoint and the job that resumes it: they change how a
-# job runs or reports, not what it computes
+# job runs or reports, not what it computes. batch_size may change with the number of replicas
+# when their product, the global batch, does not (checked apart).
 _RESUMABLE_CHANGES = {"eval_interval", "eval_batches", "log_interval", "checkpoint_interval", "device", "compile",
-                      "peak_flops", "spike_factor", "parallel"}
+                      "peak_flops", "spike_factor", "parallel", "batch_size"}
 
 
 def _resume(out_dir: str, model, optimizer, scheduler, loader, config: TrainConfig, meta: dict, log) -> int:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
-
+    """Load the newest readable checkpoint in `out_dir` into this job, whatever mesh wrote it;
+    returns its step (0: none)."""
     path, state, saved, problems = None, None, None, []
     for path in reversed(checkpoint.steps(out_dir)):  # the newest that loads: a cut one falls back to the one before
         try:
-            state, saved = checkpoint.load(path)
+            state, saved = checkpoint.load_state(path)
             break
         except ValueError as error:
             log(f"skipping {error}")
@@ -296,6 +346,17 @@ def _resume(out_dir: str, model, optimizer, scheduler, loader, config: TrainConf
         if problems:
             raise ValueError(f"no checkpoint in {out_dir} can be read: {'; '.join(problems)}")
         return 0
+    _same_training(path, saved, config, meta)
+    checkpoint.load_sharded(path, model, optimizer)
+    scheduler.load_state_dict(state["scheduler"])
+    loader.load_state_dict(state["loader"])
+    checkpoint.set_rng_state(state["rng"])
+    log(f"resumed from {path} at step {state['step']}")
+    return int(state["step"])
+
+
+def _same_training(path: str, saved: dict, config: TrainConfig, meta: dict) -> None:
+    """ValueError unless checkpoint `path` (its config.json: `saved`) trained what this job trains."""
     vocab_size = meta["model"]["vocab_size"]
     if saved["model"]["vocab_size"] != vocab_size:
         raise ValueError(f"{path}: the checkpoint's model has a vocabulary of {saved['model']['vocab_size']:,}, "
@@ -304,31 +365,13 @@ def _resume(out_dir: str, model, optimizer, scheduler, loader, config: TrainConf
         raise ValueError(f"{path} was trained with another tokenizer (sha256 {saved['tokenizer_sha256'][:12]}, this "
                          f"data's {meta['tokenizer_sha256'][:12]}): train into another folder")
     before, now = saved.get("train", {}), config.model_dump(mode="json")
-    changed = sorted(k for k in now if k not in _RESUMABLE_CHANGES and before.get(k, now[k]) != now[k])
+    changed = [f"{k}: {before[k]} -> {now[k]}" for k in sorted(now)
+               if k not in _RESUMABLE_CHANGES and before.get(k, now[k]) != now[k]]
+    if saved.get("global_batch", meta["global_batch"]) != meta["global_batch"]:
+        changed.append(f"global batch (batch_size x grad_accum x dp): {saved['global_batch']} -> {meta['global_batch']}")
     if changed:
-        raise ValueError(f"{path} was trained with other settings ({', '.join(f'{k}: {before[k]} -> {now[k]}' for k in changed)}); "
-                         f"resume with the same settings, or train into another folder")
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
-                   options=StateDictOptions(full_state_dict=True))
-    scheduler.load_state_dict(state["scheduler"])
-    loader.load_state_dict(state["loader"])
-    checkpoint.set_rng_state(state["rng"])
-    log(f"resumed from {path} at step {state['step']}")
-    return int(state["step"])
-
-
-def _save(out_dir: str, step, model, optimizer, scheduler, loader, saved_config: dict, dist, tokenizer) -> None:
-    """Every rank gathers the whole state (FSDP needs them all); the first writes it. The loader
-    state is the same on every rank but for the rank, which the resumed job sets again."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-
-    model_state, optimizer_state = get_state_dict(model, optimizer, options=StateDictOptions(**_FULL))
-    if dist.main:
-        checkpoint.save(out_dir, step, {"model": model_state, "optimizer": optimizer_state,
-                                        "scheduler": scheduler.state_dict(), "loader": loader.state_dict()},
-                        saved_config, tokenizer)
-    if dist.world > 1:
-        torch.distributed.barrier()
+        raise ValueError(f"{path} was trained with other settings ({', '.join(changed)}); resume with the same "
+                         f"settings, or train into another folder")
 
 
 class MetricsLog:

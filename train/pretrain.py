@@ -30,7 +30,7 @@ def train(tokens_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, l
         index = load_index(tokens_dir)
         tokens = index.root
         loader = TokenLoader.from_dir(tokens, "train", config.seq_len, config.batch_size, seed=config.seed,
-                                      rank=dist.rank, world=dist.world)
+                                      rank=dist.layout.dp_rank, world=dist.layout.dp)
         has_val = any(entry["tokens"] for entry in index.shards("val"))
         model_config = LlamaConfig(vocab_size=index.vocab_size, max_seq_len=config.seq_len, **config.model.model_dump())
         torch.manual_seed(config.seed)
@@ -46,10 +46,10 @@ def train(tokens_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, l
 
 def load_model(path: str, device: str = "cpu") -> tuple[Llama, dict]:
     """The model of a checkpoint folder (weights only), and the checkpoint's config."""
-    state, saved = checkpoint.load(path, map_location=device)
-    model = Llama(LlamaConfig(**saved["model"])).to(device)
-    model.load_state_dict(state["model"])
-    return model.eval(), saved
+    _, saved = checkpoint.load_state(path)
+    model = Llama(LlamaConfig(**saved["model"]))
+    checkpoint.load_weights(path, model)
+    return model.to(device).eval(), saved
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,8 +1,9 @@
 """Supervised fine-tuning: conversations encoded with the chat template, packed, and trained with
 the loop pretraining uses (train/loop.py: schedule, clipping, checkpoints, exact resume).
 
-A row is `{"prompt", "response"}`, `{"messages": [{"role", "content"}, ...]}`, or an HH-RLHF
-pair, whose `chosen` dialogue is the conversation (JSONL, or .jsonl.gz). Only the assistant's
+A row is `{"prompt", "response"}`, `{"messages": [{"role", "content"}, ...]}`, TRL's
+`{"prompt", "completion"}` (strings or message lists), or an HH-RLHF pair, whose `chosen` dialogue
+is the conversation (JSONL, or .jsonl.gz; see `encode_example`). Only the assistant's
 tokens are learned: every other label is -100. Examples are packed back to back into
 rows of `max_len + 1` tokens (inputs and shifted labels), so no step is spent on padding; an
 example longer than a row is cut at its end and counted.
@@ -17,20 +18,24 @@ import torch
 
 from crawl2model.model.special_tokens import PAD
 from crawl2model.pipeline import storage
-from crawl2model.train.chat import IGNORE, ChatTokens, encode_jsonl, hh_dialogue
+from crawl2model.train.chat import IGNORE, ChatTokens, as_messages, encode_jsonl, hh_dialogue
 from crawl2model.train.data import RowLoader
 from crawl2model.train.loop import Distributed, TrainConfig, evaluate, fit, run_distributed
 
 
 def encode_example(row: dict, chat: ChatTokens) -> tuple[list[int], list[int]]:
+    """(ids, labels) of a row: `messages` (OpenAI's SFT form, whose `"weight": 0` assistant turns
+    are not learned, and TRL's conversational one), an HH `chosen` dialogue, or `prompt` with
+    `response` or `completion` (TRL's form), each a string or a list of messages."""
     if isinstance(row.get("messages"), list):
         messages = row["messages"]
     elif isinstance(row.get("chosen"), str) and "\n\nAssistant:" in row["chosen"]:
         messages = hh_dialogue(row["chosen"])
-    elif isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str):
-        messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
+    elif "prompt" in row and ("response" in row or "completion" in row):
+        reply = row["response"] if "response" in row else row["completion"]
+        messages = as_messages(row["prompt"], "user") + as_messages(reply, "assistant")
     else:
-        raise ValueError("needs `messages`, string `prompt` and `response`, or an HH `chosen` dialogue")
+        raise ValueError("needs `messages`, `prompt` and `response` (or `completion`), or an HH `chosen` dialogue")
     if not any(m.get("role") == "assistant" and str(m.get("content", "")).strip() for m in messages):
         raise ValueError("no assistant text to learn")
     return chat.encode(messages)
@@ -97,8 +102,8 @@ def train_sft(start: str | Path, data: list[str | Path], tokenizer_file: str | P
         log(f"{len(examples) - held} training examples in {len(inputs)} rows of {config.seq_len} ({cut} cut)")
         if cut and report and dist.main:
             report({"message": f"{cut:,} of {len(examples) - held:,} training examples cut to {config.seq_len} tokens"})
-        loader = RowLoader(inputs, labels, config.batch_size, seed=config.seed, rank=dist.rank, world=dist.world,
-                           name="sft examples")
+        loader = RowLoader(inputs, labels, config.batch_size, seed=config.seed, rank=dist.layout.dp_rank,
+                           world=dist.layout.dp, name="sft examples")
         validate = None
         if held:
             val_inputs, val_labels, _ = pack(examples[:held], config.seq_len, pad)

@@ -33,7 +33,7 @@ def test_a_token_never_sees_the_tokens_after_it():
 
 def test_grouped_query_attention_equals_attention_over_repeated_keys_and_values():
     model = tiny()
-    attention = model.layers[0].attention
+    attention = model.layers["0"].attention
     x = torch.randn(2, 10, 32)
     cos, sin = rope_tables(8, torch.arange(10), 10000.0)
     q = apply_rope(attention.wq(x).view(2, 10, 4, 8).transpose(1, 2), cos, sin)
@@ -132,7 +132,7 @@ def test_dropout_acts_in_training_only_on_attention_and_on_both_outputs(monkeypa
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
     outputs = {}
-    for i, block in enumerate(dropped.layers):
+    for i, block in enumerate(dropped.layers.values()):
         for name in ("attention", "feed_forward"):
             getattr(block, name).register_forward_hook(lambda m, a, out, key=(i, name): outputs.__setitem__(key, out))
     with torch.no_grad():

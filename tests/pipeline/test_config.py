@@ -233,3 +233,11 @@ def test_pretrain_takes_a_token_budget_and_names_the_folder_option(warc_file):
     assert nodes[-1].config.tokens == 20000 and nodes[-1].config.tokens_dir.endswith("stages/tokenize/artifact")
     stages[-1]["tokens"] = "runs/old/stages/tokenize/artifact"
     assert "a folder of token shards is `tokens_dir`" in only(base(warc_file, stages=stages))
+
+
+def test_a_training_layout_the_model_or_the_workers_cannot_take_is_reported_before_any_work(warc_file):
+    stage = {"name": "pretrain", "type": "pretrain", "tokens_dir": "x", "steps": 2, "workers": 2,
+             "model": {"n_heads": 4}, "parallel": {"tp": 3}}
+    found = problems(base(warc_file, stages=[stage]))
+    assert any(p.startswith("stages[0]") and "tp 3 must divide n_heads (4)" in p
+               and "dp 1 x tp 3 x pp 1 is 3 processes, but the job has 2" in p for p in found), found

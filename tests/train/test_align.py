@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from crawl2model.train import checkpoint
 from crawl2model.train.align import DPOConfig, train_dpo
 from crawl2model.train.chat import ChatTokens
 from crawl2model.train.preferences import read_pairs
@@ -82,3 +83,89 @@ def test_align_commands_and_chat_generation(pretrained, shared_data, tmp_path, r
     assert sampled[1].output != sampled[2].output
     bad = cli.invoke(app, ["align", "dpo", str(start), hh, "--config", str(tmp_path / "sft.yaml"), "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "seq_len" in " ".join(bad.output.split())  # an SFT option given to DPO
+
+
+DPO_SETTINGS = {"steps": 6, "batch_size": 8, "lr": 1e-3, "warmup_steps": 1, "max_len": 96, "val_fraction": 0.02,
+                "log_interval": 1, "checkpoint_interval": 100}
+
+
+def dpo_losses(out) -> list[float]:
+    return [row["loss"] for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+
+
+@pytest.mark.slow
+def test_dpo_on_two_data_parallel_processes_gives_the_losses_of_one(pretrained, shared_data, tmp_path):
+    """DPO runs on the loop pretraining uses, so torchrun's 2 processes (half the pairs of a step
+    each, gloo) train what 1 process trains."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import yaml
+
+    start, tokenizer = pretrained
+    hh = str(shared_data / "preference-hh-rlhf" / "harmless-base-test.jsonl.gz")
+    for name, processes, batch in (("one", 1, 8), ("ddp", 2, 4)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**DPO_SETTINGS, "batch_size": batch}))
+        launcher = [sys.executable, "-m"] if processes == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), "-m"]
+        done = subprocess.run([*launcher, "crawl2model.train.align", str(start), hh, "--config", str(tmp_path / f"{name}.yaml"),
+                               "--out", str(tmp_path / name), "--tokenizer", str(tokenizer)], capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, ddp = dpo_losses(tmp_path / "one"), dpo_losses(tmp_path / "ddp")
+    assert len(one) == 6 and np.allclose(one, ddp, rtol=1e-4), (one, ddp)
+    assert one[0] == pytest.approx(0.693147) and all(abs(loss - 0.693147) > 1e-3 for loss in one[1:])  # log 2 at
+    # the start (policy = reference), then the policy moves: the ranks' updates are real ones
+
+
+def test_dpo_stopped_and_resumed_equals_a_straight_run(pretrained, shared_data, tmp_path, same_state):
+    """Stopped after step 3 (with a checkpoint) and resumed by a new call: the same losses, rewards
+    and final state, bit for bit, as 6 straight steps; the precomputed reference log-probabilities
+    are read back from the run, not computed again."""
+    start, tokenizer = pretrained
+    hh = [shared_data / "preference-hh-rlhf" / "harmless-base-test.jsonl.gz"]
+    config = DPOConfig(**DPO_SETTINGS, precompute_reference=True)
+    quiet = dict(log=lambda _: None)
+    train_dpo(start, hh, tokenizer, tmp_path / "straight", config, **quiet)
+    train_dpo(start, hh, tokenizer, tmp_path / "resumed", config, stop_at=3, **quiet)
+    stored = (tmp_path / "resumed" / "reference_logps.pt").stat().st_mtime_ns
+    lines = []
+    train_dpo(start, hh, tokenizer, tmp_path / "resumed", config, log=lines.append)
+    assert any(line.startswith("resumed from") and line.endswith("at step 3") for line in lines)
+    assert (tmp_path / "resumed" / "reference_logps.pt").stat().st_mtime_ns == stored
+    rows = [[json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+            for name in ("straight", "resumed")]
+    drop = ("tokens_per_s", "mfu")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows[0]] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in rows[1]]
+    assert "rewards/accuracies" in rows[0][-1] and "val/rewards/margins" in rows[0][-1]
+    (ours, _), (theirs, _) = (checkpoint.load(tmp_path / name / "step-000006") for name in ("straight", "resumed"))
+    assert same_state(ours, theirs)
+
+
+def test_openai_and_trl_preference_files_train_as_the_same_pairs_in_plain_rows(pretrained, shared_data, tmp_path):
+    """40 HH-RLHF pairs written three ways (plain rows with a message-list prompt, OpenAI's
+    preference fine-tuning form, TRL's conversational form): each file trains, with the same losses."""
+    from crawl2model.train.chat import hh_dialogue, split_pair
+
+    start, tokenizer = pretrained
+    with gzip.open(shared_data / "preference-hh-rlhf" / "harmless-base-test.jsonl.gz", "rt") as lines:
+        dialogues = [json.loads(next(lines)) for _ in range(40)]
+    forms = {"plain": [], "openai": [], "trl": []}
+    for row in dialogues:
+        prompt, chosen, rejected = split_pair(row["chosen"], row["rejected"])
+        messages = [m for m in hh_dialogue(prompt) if m["content"] or m["role"] != "assistant"]
+        answer = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
+        forms["plain"].append({"prompt": messages, "chosen": chosen, "rejected": rejected})
+        forms["openai"].append({"input": {"messages": messages}, "preferred_output": answer(chosen),
+                                "non_preferred_output": answer(rejected)})
+        forms["trl"].append({"prompt": messages, "chosen": answer(chosen), "rejected": answer(rejected)})
+    config = DPOConfig(steps=3, batch_size=8, lr=1e-3, warmup_steps=1, max_len=96, val_fraction=0, log_interval=1)
+    losses = {}
+    for form, rows in forms.items():
+        (tmp_path / f"{form}.jsonl").write_text("\n".join(map(json.dumps, rows)))
+        train_dpo(start, [tmp_path / f"{form}.jsonl"], tokenizer, tmp_path / form, config, log=lambda _: None)
+        losses[form] = dpo_losses(tmp_path / form)
+    assert len(losses["plain"]) == 3 and losses["openai"] == losses["plain"] == losses["trl"], losses
