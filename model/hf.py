@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from crawl2model.model.llama import Llama
-from crawl2model.model.special_tokens import CHAT_TOKENS, END, EOS, PAD
+from crawl2model.model.special_tokens import ASSISTANT, CHAT_TOKENS, END, EOS, PAD, ROLE_MARKERS
 
 _NAMES = {  # ours -> HF's, per layer `{i}`
     "attention.wq": "self_attn.q_proj", "attention.wk": "self_attn.k_proj", "attention.wv": "self_attn.v_proj",
@@ -60,8 +60,6 @@ def export_hf(model: Llama, out_dir: str | Path, tokenizer_file: str | Path | No
     if tokenizer_file is not None:
         from tokenizers import Tokenizer
 
-        from crawl2model.train.chat import jinja_template
-
         vocab = Tokenizer.from_file(str(tokenizer_file)).get_vocab()
         special = {name: vocab[token] for name, token in (("eos", EOS), ("pad", PAD)) if token in vocab}
         shutil.copyfile(tokenizer_file, out / "tokenizer.json")
@@ -70,7 +68,7 @@ def export_hf(model: Llama, out_dir: str | Path, tokenizer_file: str | Path | No
             "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.config.max_seq_len,
             **({"eos_token": EOS, "bos_token": EOS} if "eos" in special else {}),
             **({"pad_token": PAD} if "pad" in special else {}),
-            **({"additional_special_tokens": list(CHAT_TOKENS), "chat_template": jinja_template()} if chat else {}),
+            **({"additional_special_tokens": list(CHAT_TOKENS), "chat_template": chat_template()} if chat else {}),
         }, indent=2))
         if chat and "eos" in special:
             (out / "generation_config.json").write_text(json.dumps({
@@ -78,3 +76,19 @@ def export_hf(model: Llama, out_dir: str | Path, tokenizer_file: str | Path | No
                 "pad_token_id": special.get("pad")}, indent=2))
     (out / "config.json").write_text(json.dumps(hf_config(model, special), indent=2))
     return out
+
+
+def chat_template() -> str:
+    """train/chat.py's `ChatTokens.encode` as a Jinja chat template, for tokenizer_config.json.
+    Text goes between the markers as it is (no spaces, no newlines, no stripping): the tokenizer
+    splits the rendered string at its added tokens and encodes each piece alone, which is what
+    `encode` does, so `apply_chat_template` gives the same ids (tests/model/test_hf.py)."""
+    markers = "{" + ", ".join(f"'{role}': '{token}'" for role, token in ROLE_MARKERS.items()) + "}"
+    return ("{%- set markers = " + markers + " -%}"
+            "{%- for message in messages -%}"
+            "{%- if message['role'] not in markers -%}"
+            "{{ raise_exception('a role is one of " + ", ".join(ROLE_MARKERS) + ", not ' + message['role']) }}"
+            "{%- endif -%}"
+            "{{ markers[message['role']] + message['content'] + '" + END + "' }}"
+            "{%- endfor -%}"
+            "{%- if add_generation_prompt -%}{{ '" + ASSISTANT + "' }}{%- endif -%}")

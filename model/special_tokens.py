@@ -5,4 +5,5 @@ EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"
 CHAT_TOKENS = (SYSTEM, USER, ASSISTANT, END)
+ROLE_MARKERS = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}  # the chat template's roles, each a marker
 SPECIAL_TOKENS = (EOS, PAD, *CHAT_TOKENS)

@@ -6,7 +6,7 @@ stage reserves:
 Each message is its role's marker, its text, and `<|end|>`. Only assistant text and its `<|end|>`
 are learned (labels), unless the message has OpenAI's `"weight": 0`; markers, system and user text
 are context (label -100). A prompt for generation ends with `<|assistant|>`, and generation stops at
-`<|end|>`. `jinja_template` is the same template for Hugging Face's `apply_chat_template`.
+`<|end|>`. model/hf.py's `chat_template` is the same template for Hugging Face's `apply_chat_template`.
 
 Conversations (SFT) and preference pairs (DPO) come as JSON lines: `encode_jsonl` reads both.
 """
@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from crawl2model.model.special_tokens import ASSISTANT, END, SYSTEM, USER
+from crawl2model.model.special_tokens import END, ROLE_MARKERS
 from crawl2model.pipeline.jsonl import read_jsonl
 
-ROLES = ("system", "user", "assistant")
-MARKERS = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}  # each role's marker token
+MARKERS = ROLE_MARKERS  # each role's marker token
+ROLES = tuple(MARKERS)
 IGNORE = -100  # the label of a position that is not learned (cross-entropy's ignore_index)
 
 
@@ -53,22 +53,6 @@ class ChatTokens:
             ids.append(self.marker["assistant"])
             labels.append(IGNORE)
         return ids, labels
-
-
-def jinja_template() -> str:
-    """`ChatTokens.encode` as a Jinja chat template, for a Hugging Face tokenizer_config.json. Text
-    goes between the markers as it is (no spaces, no newlines, no stripping): the tokenizer splits the
-    rendered string at its added tokens and encodes each piece alone, which is what `encode` does, so
-    `apply_chat_template` gives the same ids (tests/model/test_hf.py)."""
-    markers = "{" + ", ".join(f"'{role}': '{token}'" for role, token in MARKERS.items()) + "}"
-    return ("{%- set markers = " + markers + " -%}"
-            "{%- for message in messages -%}"
-            "{%- if message['role'] not in markers -%}"
-            "{{ raise_exception('a role is one of " + ", ".join(ROLES) + ", not ' + message['role']) }}"
-            "{%- endif -%}"
-            "{{ markers[message['role']] + message['content'] + '" + END + "' }}"
-            "{%- endfor -%}"
-            "{%- if add_generation_prompt -%}{{ '" + ASSISTANT + "' }}{%- endif -%}")
 
 
 def as_messages(value, role: str) -> list[dict]:
