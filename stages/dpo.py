@@ -11,7 +11,7 @@ from pydantic import Field
 from crawl2model.pipeline.global_stage import PhaseContext
 from crawl2model.pipeline.stage import StageConfig
 from crawl2model.pipeline.sample_data import preference_pairs
-from crawl2model.stages._training import DataOrSample, TrainingStage, bind_start, data_paths, told
+from crawl2model.stages._training import DataOrSample, TrainingStage, bind_start, data_paths, summary_table, told
 from crawl2model.train import checkpoint
 from crawl2model.train.align import DPOConfig
 
@@ -51,4 +51,4 @@ class DPO(TrainingStage):
         tokenizer = checkpoint.tokenizer_file(self.config.start, self.config.tokenizer)
         data = data_paths(self.config, ctx, preference_pairs)
         result = train_dpo(self.config.start, data, tokenizer, ctx.artifact_dir, settings, **told(ctx.say))
-        return pa.table({key.replace("/", "_"): [value] for key, value in result.items()})
+        return summary_table({key.replace("/", "_"): value for key, value in result.items()})

@@ -191,7 +191,8 @@ def _writer(path: str):
         def storage_meta(self):
             return None
 
-    return Writer(storage.filesystem(path)[1] if storage.is_local(path) else path)
+    return Writer(storage.filesystem(path)[1] if storage.is_local(path) else path, overwrite=True)  # a step saved
+    # again (a job killed between its shards and its state.pt) replaces what the first left
 
 
 def _reader(path: str):
