@@ -109,8 +109,8 @@ def load(path: str, map_location="cpu") -> tuple[dict, dict]:
     `model` and `optimizer` of its shards when it has them (the optimizer's keys flat, as
     torch's `flatten_optimizer_state_dict` names them)."""
     state, config = load_state(path, map_location)
-    shards = storage.join(str(path), SHARDS)
-    if storage.exists(storage.join(shards, ".metadata")):
+    shards = _shards(path)
+    if shards:
         from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
         with tempfile.TemporaryDirectory() as scratch:
@@ -125,8 +125,8 @@ def load_weights(path: str, model) -> None:
     reading the model's part alone, or from state.pt."""
     import torch.distributed.checkpoint as dcp
 
-    shards = storage.join(str(path), SHARDS)
-    if storage.exists(storage.join(shards, ".metadata")):
+    shards = _shards(path)
+    if shards:
         state = {"model": model.state_dict()}
         dcp.load(state, storage_reader=_reader(shards), no_dist=True)
         model.load_state_dict(state["model"])
@@ -169,13 +169,20 @@ def load_sharded(path: str, model, optimizer) -> None:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-    shards = storage.join(str(path), SHARDS)
-    if not storage.exists(storage.join(shards, ".metadata")):
+    shards = _shards(path)
+    if not shards:
         raise ValueError(f"{path}: holds no {SHARDS}/ (weights only, or an older format): start a new folder from it")
     state = model_and_optimizer(model, optimizer)
     dcp.load(state, storage_reader=_reader(shards), no_dist=not torch.distributed.is_initialized())
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
                    options=StateDictOptions(**_OPTIONS))
+
+
+def _shards(path: str) -> str | None:
+    """The `shards/` folder of checkpoint `path`, when it holds a whole one (its metadata is
+    written last); else None."""
+    shards = storage.join(str(path), SHARDS)
+    return shards if storage.exists(storage.join(shards, ".metadata")) else None
 
 
 def _writer(path: str):
